@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Zero-shot CLIP with the dataset's hand-crafted prompt (TRAINER=ZeroshotCLIP2 for the ensemble).
+# Usage: DATA=/path/to/datasets bash scripts/zsclip/zeroshot.sh DATASET CFG [KEY VALUE ...]
+#   CFG: rn50, rn101, vit_b32 or vit_b16 (a CoOp config: backbone and input pipeline)
+source "$(dirname "${BASH_SOURCE[0]}")/../_protocols.sh"
+[ $# -ge 2 ] || usage "DATASET CFG [KEY VALUE ...]"
+DATASET=$1 CFG=$2; shift 2
+TRAINER=${TRAINER:-ZeroshotCLIP}
+require_data
+DIR="$OUTPUT/$TRAINER/$CFG/$DATASET"
+if job_done "$DIR"; then skip_notice "$DIR"; exit 0; fi
+train_py --root "$DATA" --trainer "$TRAINER" \
+    --dataset-config-file "$(dataset_config "$DATASET")" --config-file "$(trainer_config CoOp "$CFG")" \
+    --output-dir "$DIR" --eval-only "$@"

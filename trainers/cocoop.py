@@ -1,0 +1,104 @@
+"""CoCoOp: Conditional Context Optimization (Zhou et al., "Conditional Prompt Learning for
+Vision-Language Models", CVPR 2022).
+
+A lightweight Meta-Net h (Linear -> ReLU -> Linear, bottleneck width/16) turns the image feature into
+one token pi(x) = h(f(x)) that shifts every context vector: v_m(x) = v_m + pi(x). The prompt for
+class k is t_k(x) = [v_1(x), ..., v_M(x), CLASS_k, "."], so each image has its own class prompts:
+
+    p(y = k | x) = softmax_k( exp(s) * cos(f(x), g(t_k(x))) )
+
+The original runs the text encoder once per image in a Python loop. Here the prompts of a batch of
+images are encoded together, image-major, in chunks of at most TRAINER.COCOOP.PROMPT_BATCH sequences
+(a vlprompt addition that bounds memory; the result is the same as the loop).
+"""
+from collections import OrderedDict
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from vlprompt.classifier import PromptedCLIP
+from vlprompt.config import ensure_node, set_default
+from vlprompt.engine import TRAINER_REGISTRY
+from vlprompt.prompts import ClassPrompts, context_from_phrase, random_context
+from vlprompt.trainer import PromptTrainer
+
+
+class PromptLearner(nn.Module):
+    """Context vectors v_m, the Meta-Net h, and the class prompts they fill."""
+
+    def __init__(self, text_encoder, classnames, vis_dim, n_ctx=16, ctx_init=""):
+        super().__init__()
+        dtype = text_encoder.dtype
+        width = text_encoder.width
+        if ctx_init:
+            ctx_vectors, n_ctx = context_from_phrase(text_encoder, ctx_init)
+            prompt_prefix = ctx_init.replace("_", " ")
+        else:
+            ctx_vectors = random_context(n_ctx, width, dtype=dtype)
+            prompt_prefix = " ".join(["X"] * n_ctx)
+        print(f'Initial context: "{prompt_prefix}"')
+        print(f"Number of context words (tokens): {n_ctx}")
+        self.ctx = nn.Parameter(ctx_vectors.to(dtype))
+        self.meta_net = nn.Sequential(OrderedDict([
+            ("linear1", nn.Linear(vis_dim, vis_dim // 16)),
+            ("relu", nn.ReLU(inplace=True)),
+            ("linear2", nn.Linear(vis_dim // 16, width)),
+        ])).to(dtype)
+        self.class_prompts = ClassPrompts(text_encoder, classnames, prompt_prefix, n_ctx)
+
+    @property
+    def eot_indices(self):
+        return self.class_prompts.eot_indices
+
+    def conditioned_context(self, image_features):
+        """v_m + h(f(x)) for each image: [B, n_ctx, width] (the same shift for every m)."""
+        bias = self.meta_net(image_features.to(self.ctx.dtype))
+        return self.ctx.unsqueeze(0) + bias.unsqueeze(1)
+
+
+class CoCoOpCLIP(PromptedCLIP):
+    def __init__(self, clip_model, classnames, n_ctx, ctx_init, prompt_batch=8192):
+        super().__init__(clip_model)
+        self.prompt_learner = PromptLearner(self.text_encoder, classnames, self.image_encoder.output_dim,
+                                            n_ctx, ctx_init)
+        self.prompt_batch = prompt_batch
+
+    def class_features_per_image(self, context):
+        """Normalised g(t_k(x)) for each image's context [B, n_ctx, width] -> [B, n_cls, dim],
+        encoding the prompts of several images per text-tower call."""
+        class_prompts = self.prompt_learner.class_prompts
+        n_cls = class_prompts.n_cls
+        images_per_call = max(1, self.prompt_batch // n_cls)
+        features = []
+        for start in range(0, context.shape[0], images_per_call):
+            chunk = context[start:start + images_per_call]
+            prompts = class_prompts.per_image(chunk)
+            eot = class_prompts.eot_indices.repeat(chunk.shape[0])
+            f = self.text_encoder(prompts, eot).view(chunk.shape[0], n_cls, -1)
+            features.append(F.normalize(f, dim=-1))
+        return torch.cat(features)
+
+    def logits(self, image, static=None):
+        image_features = F.normalize(self.image_encoder(image), dim=-1)
+        context = self.prompt_learner.conditioned_context(image_features)
+        text_features = self.class_features_per_image(context)
+        return self.logit_scale.exp() * torch.einsum("be,bke->bk", image_features, text_features.to(image_features.dtype))
+
+
+@TRAINER_REGISTRY.register()
+class CoCoOp(PromptTrainer):
+    CONFIG_NODE = "COCOOP"
+    CHECKPOINT_NAME = "prompt_learner"
+
+    @classmethod
+    def add_config(cls, cfg):
+        node = ensure_node(cfg, cls.CONFIG_NODE)
+        set_default(node, "N_CTX", 16)
+        set_default(node, "CTX_INIT", "")
+        set_default(node, "PREC", "fp16")
+        set_default(node, "PROMPT_BATCH", 8192)  # max prompt sequences per text-encoder call
+
+    def build_custom_model(self, clip_model, classnames):
+        c = self.method_cfg
+        return CoCoOpCLIP(clip_model, classnames, c.N_CTX, c.CTX_INIT, self.method_option("PROMPT_BATCH", 8192))

@@ -1,0 +1,86 @@
+"""CoOp: Context Optimization (Zhou et al., "Learning to Prompt for Vision-Language Models", IJCV 2022).
+
+The prompt for class k is  t_k = [v_1, ..., v_M, CLASS_k, "."]  with M learnable context vectors
+v_m, shared by all classes (unified context) or one set per class (class-specific context, CSC);
+the class token can also sit in the middle or at the front of the context. CLIP stays frozen:
+
+    p(y = k | x) = softmax_k( exp(s) * cos(f(x), g(t_k)) )
+
+with f the image encoder, g the text encoder and exp(s) CLIP's logit scale; the context vectors are
+trained with cross-entropy. The class prompts do not depend on the image, so at evaluation their
+features are computed once (PromptedCLIP.static_inputs).
+"""
+import torch.nn as nn
+
+from vlprompt.classifier import PromptedCLIP, scaled_cosine_logits
+from vlprompt.config import ensure_node, set_default
+from vlprompt.engine import TRAINER_REGISTRY
+from vlprompt.prompts import ClassPrompts, context_from_phrase, random_context
+from vlprompt.trainer import PromptTrainer
+
+
+class PromptLearner(nn.Module):
+    """The learnable context v_1..v_M and the class prompts it is placed in.
+
+    Initialisation (as the original): from the word embeddings of CTX_INIT when given (then
+    M = number of words and the context is unified even with CSC), otherwise N(0, 0.02^2).
+    """
+
+    def __init__(self, text_encoder, classnames, n_ctx=16, ctx_init="", csc=False, class_token_position="end"):
+        super().__init__()
+        dtype = text_encoder.dtype
+        if ctx_init:
+            ctx_vectors, n_ctx = context_from_phrase(text_encoder, ctx_init)
+            prompt_prefix = ctx_init.replace("_", " ")
+        else:
+            if csc:
+                print("Initializing class-specific contexts")
+                ctx_vectors = random_context(len(classnames), n_ctx, text_encoder.width, dtype=dtype)
+            else:
+                print("Initializing a generic context")
+                ctx_vectors = random_context(n_ctx, text_encoder.width, dtype=dtype)
+            prompt_prefix = " ".join(["X"] * n_ctx)
+        print(f'Initial context: "{prompt_prefix}"')
+        print(f"Number of context words (tokens): {n_ctx}")
+        self.ctx = nn.Parameter(ctx_vectors.to(dtype))
+        self.class_prompts = ClassPrompts(text_encoder, classnames, prompt_prefix, n_ctx, class_token_position)
+
+    @property
+    def eot_indices(self):
+        return self.class_prompts.eot_indices
+
+    def forward(self):
+        """Token embeddings of every class prompt, [n_cls, L, width]."""
+        return self.class_prompts(self.ctx)
+
+
+class CoOpCLIP(PromptedCLIP):
+    def __init__(self, clip_model, classnames, n_ctx, ctx_init, csc, class_token_position):
+        super().__init__(clip_model)
+        self.prompt_learner = PromptLearner(self.text_encoder, classnames, n_ctx, ctx_init, csc, class_token_position)
+
+    def static_inputs(self):
+        """g(t_k) for every class."""
+        return self.text_encoder(self.prompt_learner(), self.prompt_learner.eot_indices)
+
+    def logits(self, image, text_features):
+        return scaled_cosine_logits(self.image_encoder(image), text_features, self.logit_scale)
+
+
+@TRAINER_REGISTRY.register()
+class CoOp(PromptTrainer):
+    CONFIG_NODE = "COOP"
+    CHECKPOINT_NAME = "prompt_learner"
+
+    @classmethod
+    def add_config(cls, cfg):
+        node = ensure_node(cfg, cls.CONFIG_NODE)
+        set_default(node, "N_CTX", 16)  # number of context vectors
+        set_default(node, "CSC", False)  # class-specific context
+        set_default(node, "CTX_INIT", "")  # e.g. "a photo of a"
+        set_default(node, "PREC", "fp16")  # fp16, fp32, amp (vlprompt adds bf16)
+        set_default(node, "CLASS_TOKEN_POSITION", "end")  # end, middle or front
+
+    def build_custom_model(self, clip_model, classnames):
+        c = self.method_cfg
+        return CoOpCLIP(clip_model, classnames, c.N_CTX, c.CTX_INIT, c.CSC, c.CLASS_TOKEN_POSITION)

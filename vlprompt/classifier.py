@@ -1,0 +1,56 @@
+"""The CLIP classifier every method builds: logits = exp(logit_scale) * cos(image, class text features).
+
+A method subclasses `PromptedCLIP` and says two things:
+- `static_inputs()`: what its forward pass needs that does not depend on the image (class text
+  features for CoOp; also the vision prompts for MaPLe). During evaluation this is computed once,
+  not once per batch (`cached_static_inputs`);
+- `logits(image, static)`: the method's equation.
+"""
+import contextlib
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .prompted_clip import PromptedTextEncoder, PromptedVisionEncoder
+
+
+def scaled_cosine_logits(image_features, text_features, logit_scale):
+    """exp(logit_scale) * normalised image features @ normalised text features^T (CLIP's logits)."""
+    image_features = F.normalize(image_features, dim=-1)
+    text_features = F.normalize(text_features, dim=-1)
+    return logit_scale.exp() * image_features @ text_features.t()
+
+
+class PromptedCLIP(nn.Module):
+    def __init__(self, clip_model):
+        super().__init__()
+        self.text_encoder = PromptedTextEncoder(clip_model)
+        self.image_encoder = PromptedVisionEncoder(clip_model)
+        self.logit_scale = clip_model.logit_scale
+        self._static_cache = None
+
+    @property
+    def dtype(self):
+        return self.text_encoder.dtype
+
+    def static_inputs(self):
+        """Image-independent inputs of the forward pass (default: none)."""
+        return None
+
+    def logits(self, image, static):
+        raise NotImplementedError
+
+    def forward(self, image):
+        static = self._static_cache if self._static_cache is not None else self.static_inputs()
+        return self.logits(image, static)
+
+    @contextlib.contextmanager
+    def cached_static_inputs(self):
+        """Within this block, forward() reuses one computation of static_inputs() (for evaluation)."""
+        with torch.no_grad():
+            self._static_cache = self.static_inputs()
+        try:
+            yield
+        finally:
+            self._static_cache = None

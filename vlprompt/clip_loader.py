@@ -1,0 +1,173 @@
+"""Load a CLIP backbone by name ("ViT-B/16", "RN50", ...) or from a checkpoint file.
+
+MODEL.BACKBONE.NAME is either one of `clip.available_models()` — downloaded once into
+$VLPROMPT_CLIP_CACHE (default ~/.cache/clip, where OpenAI's `clip` keeps them) and checked against the
+SHA-256 carried in its URL — or a path to a JIT archive or a state-dict file. Either way the model is
+rebuilt with `clip.build_model` (the non-JIT, hackable model, as CoOp/MaPLe do), on the CPU, with
+CLIP's own fp16 weight conversion; the trainer then picks the precision.
+"""
+import contextlib
+import hashlib
+import os
+import sys
+import types
+import urllib.request
+import warnings
+
+import torch
+
+from .fileio import atomic_write
+
+
+def import_clip():
+    """`import clip`, also where setuptools>=81 removed the `pkg_resources` module it imports.
+
+    The stand-in module exists only while `clip` is imported, so nothing else sees it.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pkg_resources' deprecation notice
+        try:
+            import clip
+
+            return clip
+        except ModuleNotFoundError as e:
+            if e.name != "pkg_resources":
+                raise
+        import packaging.version
+
+        stub = types.ModuleType("pkg_resources")
+        stub.packaging = sys.modules["packaging"]
+        sys.modules["pkg_resources"] = stub
+        try:
+            import clip
+        finally:
+            if sys.modules.get("pkg_resources") is stub:
+                del sys.modules["pkg_resources"]
+        return clip
+
+
+clip = import_clip()
+import clip.model  # noqa: E402  (build_model lives there; `clip` itself exports only load/tokenize)
+
+
+class ClipWeightsNotFound(FileNotFoundError):
+    pass
+
+
+def clip_cache_dir():
+    return os.path.expanduser(os.environ.get("VLPROMPT_CLIP_CACHE", "~/.cache/clip"))
+
+
+def available_models():
+    return clip.available_models()
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _verified(path, expected_sha256):
+    """Check the file's SHA-256, remembering a success (by size and mtime) in `<path>.sha256`."""
+    stat = os.stat(path)
+    stamp = f"{expected_sha256} {stat.st_size} {stat.st_mtime_ns}"
+    marker = path + ".sha256"
+    with contextlib.suppress(OSError):
+        with open(marker) as f:
+            if f.read().strip() == stamp:
+                return True
+    if _sha256(path) != expected_sha256:
+        return False
+    with contextlib.suppress(OSError):
+        with atomic_write(marker, "w") as f:
+            f.write(stamp + "\n")
+    return True
+
+
+def _download(url, target):
+    print(f"Downloading CLIP weights from {url} to {target}")
+    with urllib.request.urlopen(url, timeout=60) as source, atomic_write(target, "wb") as output:
+        while True:
+            buffer = source.read(1 << 20)
+            if not buffer:
+                break
+            output.write(buffer)
+
+
+def resolve_weights_file(name, download_root=None):
+    """Path of the checkpoint for a CLIP model name, downloading it if it is not cached."""
+    models = clip.clip._MODELS
+    if name not in models:
+        raise ValueError(f"Unknown CLIP model {name!r}: expected one of {list(models)} or a path to a checkpoint file")
+    url = models[name]
+    expected = url.split("/")[-2]
+    root = download_root or clip_cache_dir()
+    target = os.path.join(root, os.path.basename(url))
+    if os.path.isfile(target) and _verified(target, expected):
+        return target
+    problem = "is missing" if not os.path.exists(target) else "has the wrong SHA-256 checksum"
+    try:
+        _download(url, target)
+    except Exception as e:
+        raise ClipWeightsNotFound(
+            f"CLIP weights for {name!r}: {target} {problem}, and downloading {url} failed ({e}). "
+            f"On a machine with internet access download that URL and place the file at {target} "
+            f"(or set VLPROMPT_CLIP_CACHE to the folder holding it, or set MODEL.BACKBONE.NAME to the file's path)."
+        ) from None
+    if not _verified(target, expected):
+        raise RuntimeError(f"Downloaded {url} to {target}, but its SHA-256 does not match {expected}")
+    return target
+
+
+def looks_like_path(name):
+    return os.sep in name or name.endswith((".pt", ".pth", ".bin", ".tar")) or os.path.exists(name)
+
+
+def read_clip_state_dict(path):
+    """State dict from a JIT archive (OpenAI's release format) or a torch.save'd state dict."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return torch.jit.load(path, map_location="cpu").state_dict()
+        except (RuntimeError, ValueError, AttributeError):
+            pass
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path} holds a {type(obj).__name__}, not a CLIP state dict or JIT archive")
+    return {k[len("module."):] if k.startswith("module.") else k: v for k, v in obj.items()}
+
+
+def load_clip(name_or_path, download_root=None):
+    """Build CLIP (eval mode, on the CPU, fp16 weights as `clip.build_model` makes them)."""
+    if not name_or_path:
+        raise ValueError("MODEL.BACKBONE.NAME is empty: set it to a CLIP model name (e.g. ViT-B/16) or a checkpoint path")
+    if name_or_path in clip.clip._MODELS:
+        path = resolve_weights_file(name_or_path, download_root)
+    elif looks_like_path(name_or_path):
+        path = os.path.abspath(os.path.expanduser(name_or_path))
+        if not os.path.isfile(path):
+            raise ClipWeightsNotFound(f"CLIP checkpoint file not found: {path} (from MODEL.BACKBONE.NAME)")
+    else:
+        raise ValueError(
+            f"MODEL.BACKBONE.NAME {name_or_path!r} is neither a CLIP model name {list(clip.clip._MODELS)} "
+            "nor a path to a checkpoint file")
+    state_dict = read_clip_state_dict(path)
+    required = ("positional_embedding", "token_embedding.weight", "ln_final.weight", "text_projection")
+    missing = [k for k in required if k not in state_dict]
+    if missing:
+        raise ValueError(f"{path} is not a CLIP checkpoint: it lacks {missing}")
+    return clip.model.build_model(state_dict).eval()
+
+
+def tokenize(texts, context_length=77, truncate=False):
+    return clip.tokenize(texts, context_length=context_length, truncate=truncate)
+
+
+def bpe_length(text):
+    """Number of BPE tokens of `text` (without SOT/EOT), as CoOp computes class-name lengths."""
+    return len(clip.clip._tokenizer.encode(text))

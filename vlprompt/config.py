@@ -1,0 +1,57 @@
+"""Assembling a run's config: Dassl's defaults + every registered trainer's and dataset's own keys.
+
+Each trainer (and dataset) class that needs config keys defines `add_config(cfg)`; `extend_cfg`
+calls it for everything registered, so a new method is configurable the moment its module is
+imported. In an existing Dassl codebase, call `extend_cfg(cfg)` in its train.py (after importing the
+vlprompt trainers) instead of listing their keys by hand.
+"""
+from .engine import DATASET_REGISTRY, TRAINER_REGISTRY, CN, get_cfg_default
+from .engine.builtin.config import ConfigKeyError, merge_from_file_checked, merge_from_list_checked
+
+__all__ = ["extend_cfg", "build_config", "merge_from_file_checked", "merge_from_list_checked", "ConfigKeyError"]
+
+
+def _registered_classes(registry):
+    return [registry.get(name) for name in registry.registered_names()]
+
+
+def extend_cfg(cfg):
+    """Add DATASET.SUBSAMPLE_CLASSES and the keys of every registered trainer and dataset."""
+    if "SUBSAMPLE_CLASSES" not in cfg.DATASET:
+        cfg.DATASET.SUBSAMPLE_CLASSES = "all"  # all, base or new
+    seen = set()
+    for cls in _registered_classes(TRAINER_REGISTRY) + _registered_classes(DATASET_REGISTRY):
+        add = getattr(cls, "add_config", None)
+        if add is not None and add not in seen:
+            seen.add(add)
+            add(cfg)
+    return cfg
+
+
+def ensure_node(cfg, name):
+    """cfg.TRAINER.<name> as a CfgNode, created if missing."""
+    if name not in cfg.TRAINER:
+        cfg.TRAINER[name] = CN()
+    return cfg.TRAINER[name]
+
+
+def set_default(node, key, value):
+    if key not in node:
+        node[key] = value
+
+
+def build_config(dataset_config_file="", config_file="", opts=(), overrides=None):
+    """Defaults -> dataset YAML -> method YAML -> `overrides` (dict of keys) -> KEY VALUE opts."""
+    cfg = extend_cfg(get_cfg_default())
+    if dataset_config_file:
+        merge_from_file_checked(cfg, dataset_config_file)
+    if config_file:
+        merge_from_file_checked(cfg, config_file)
+    for key, value in (overrides or {}).items():
+        node = cfg
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node[part]
+        node[leaf] = value
+    merge_from_list_checked(cfg, list(opts))
+    return cfg

@@ -1,0 +1,145 @@
+"""Few-shot subsets and their cache, `<dataset>/split_fewshot/shot_{K}-seed_{S}.pkl`.
+
+Selection is Dassl's `generate_fewshot_dataset`: K per label for train, min(K, 4) for val, from
+Python's global `random` (seeded with SEED by train.py), so a seed picks the same images as CoOp.
+
+The cache keeps the originals' format — a pickle of {"train": [Datum], "val": [Datum]} with absolute
+image paths and Datum pickled as `dassl.data.datasets.base_dataset.Datum` — so caches written by the
+CoOp/MaPLe code load here (with or without Dassl installed) and ours load there. Ours add a
+"vlprompt" entry describing what the cache was made from. A cache is used only if it fits the data at
+hand, otherwise it is rebuilt:
+- ours: same dataset folder, same source lists (a fingerprint of the ordered train/val items);
+- the originals' (no description): every cached item is one of the current train/val items, which
+  fails when the data root moved (absolute paths) or the split or class names changed.
+Writes are atomic, so concurrent runs building the same cache leave one valid file.
+"""
+import hashlib
+import io
+import os
+import pickle
+
+from vlprompt.engine import Datum
+from vlprompt.fileio import atomic_write
+
+CACHE_FORMAT = 1
+_DASSL_DATUM = ("dassl.data.datasets.base_dataset", "Datum")
+_OUR_DATUM = (Datum.__module__, Datum.__qualname__)
+
+
+class _DatumPickler(pickle._Pickler):
+    """Pickles the built-in engine's Datum under Dassl's class path (Dassl's own Datum needs nothing)."""
+
+    def save_global(self, obj, name=None):
+        if obj is Datum and _OUR_DATUM != _DASSL_DATUM:
+            self.write(pickle.GLOBAL + f"{_DASSL_DATUM[0]}\n{_DASSL_DATUM[1]}\n".encode())
+            self.memoize(obj)
+            return
+        super().save_global(obj, name)
+
+
+class _DatumUnpickler(pickle.Unpickler):
+    """Loads Datum objects (Dassl's class path or ours) into this engine's Datum; nothing else."""
+
+    def find_class(self, module, name):
+        if (module, name) in (_DASSL_DATUM, _OUR_DATUM, ("vlprompt.engine.builtin.datasets", "Datum")):
+            return Datum
+        raise pickle.UnpicklingError(f"unexpected object {module}.{name} in a few-shot cache")
+
+
+def dump_datums(obj, path):
+    """Atomically pickle a structure of Datum lists in the originals' format."""
+    buffer = io.BytesIO()
+    _DatumPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+    with atomic_write(path, "wb") as f:
+        f.write(buffer.getvalue())
+
+
+def load_datums(path):
+    with open(path, "rb") as f:
+        return _DatumUnpickler(f).load()
+
+
+def _item_key(item, dataset_dir):
+    return (os.path.relpath(item.impath, dataset_dir), int(item.label), item.classname)
+
+
+def source_fingerprint(dataset_dir, *lists):
+    """SHA-1 of the ordered (relative path, label, class name) items of each list."""
+    digest = hashlib.sha1()
+    for items in lists:
+        digest.update(b"\x00list")
+        for item in items:
+            digest.update(repr(_item_key(item, dataset_dir)).encode())
+    return digest.hexdigest()
+
+
+def _describe(dataset_dir, num_shots, seed, fingerprint):
+    return {"format": CACHE_FORMAT, "dataset_dir": os.path.abspath(dataset_dir), "num_shots": num_shots,
+            "seed": seed, "source_fingerprint": fingerprint}
+
+
+def _cached_subset_fits(cached, sources, dataset_dir):
+    prefix = os.path.abspath(dataset_dir) + os.sep
+    for items, source in zip(cached, sources):
+        allowed = {_item_key(item, dataset_dir) for item in source}
+        for item in items:
+            if not isinstance(item, Datum) or not item.impath.startswith(prefix):
+                return False
+            if _item_key(item, dataset_dir) not in allowed:
+                return False
+    return True
+
+
+def load_cache_if_valid(path, dataset_dir, keys, sources, fingerprint):
+    """The cached lists for `keys` if the cache at `path` fits `sources`; else None (with the reason)."""
+    if not os.path.exists(path):
+        return None
+    try:
+        data = load_datums(path)
+        cached = [data[k] for k in keys]
+    except Exception as e:
+        print(f"Ignoring unreadable few-shot cache {path} ({type(e).__name__}: {e}); rebuilding it")
+        return None
+    meta = data.get("vlprompt") if isinstance(data, dict) else None
+    if meta is not None:
+        if meta.get("format") != CACHE_FORMAT or meta.get("dataset_dir") != os.path.abspath(dataset_dir) \
+                or meta.get("source_fingerprint") != fingerprint:
+            print(f"Few-shot cache {path} was made from other data (data root, split file or class names "
+                  "differ); rebuilding it")
+            return None
+        return cached
+    if not _cached_subset_fits(cached, sources, dataset_dir):
+        print(f"Few-shot cache {path} (made by another codebase) does not match this data root or split; "
+              "rebuilding it")
+        return None
+    return cached
+
+
+def fewshot_subsets(dataset, num_shots, seed, cache_dir, train, val=None):
+    """(train, val) reduced to `num_shots` per class (val: min(K, 4)), through the cache in cache_dir.
+
+    With val=None only train is sampled and cached (ImageNet). num_shots < 1 returns the inputs.
+    """
+    if num_shots < 1:
+        return train, val
+    keys = ["train"] if val is None else ["train", "val"]
+    sources = [train] if val is None else [train, val]
+    dataset_dir = os.path.dirname(os.path.abspath(cache_dir))
+    fingerprint = source_fingerprint(dataset_dir, *sources)
+    path = os.path.join(cache_dir, f"shot_{num_shots}-seed_{seed}.pkl")
+    cached = load_cache_if_valid(path, dataset_dir, keys, sources, fingerprint)
+    if cached is not None:
+        print(f"Loading preprocessed few-shot data from {path}")
+        return (cached[0], None) if val is None else (cached[0], cached[1])
+
+    train = dataset.generate_fewshot_dataset(train, num_shots=num_shots)
+    if val is not None:
+        val = dataset.generate_fewshot_dataset(val, num_shots=min(num_shots, 4))
+    data = {"train": train} if val is None else {"train": train, "val": val}
+    data["vlprompt"] = _describe(dataset_dir, num_shots, seed, fingerprint)
+    try:
+        print(f"Saving preprocessed few-shot data to {path}")
+        dump_datums(data, path)
+    except OSError as e:  # e.g. a read-only data root: the subset is still the right one
+        print(f"Note: could not write the few-shot cache {path} ({e}); continuing without it")
+    return train, val

@@ -1,0 +1,84 @@
+"""The engine seam: the one place that knows whether Dassl is installed.
+
+Trainers, datasets and tools import the Dassl API from here. It is the real `dassl` when that is
+importable (unless VLPROMPT_ENGINE=builtin), otherwise vlprompt's built-in engine, which has Dassl's
+names, defaults, printed lines and checkpoint layout.
+
+  VLPROMPT_ENGINE=auto     (default) real Dassl if installed, else built-in
+  VLPROMPT_ENGINE=builtin  always the built-in engine
+  VLPROMPT_ENGINE=dassl    the real Dassl; fail if it is not installed
+
+With the real Dassl on a PyTorch it no longer runs on, two things are fixed at import (see _dassl_compat):
+its warmup LR schedulers, and torch.load of its checkpoints (which pickle a scheduler object).
+`setup_logger` is vlprompt's in both cases: Dassl's writes a re-run to `log.txt-<time>`, which the
+result parsers never read; ours keeps the latest run in `log.txt` and renames the previous log.
+"""
+import importlib.util
+import os
+
+from .builtin.data_manager import read_image
+from .builtin.utils import close_logger, setup_logger
+
+_REQUESTED = os.environ.get("VLPROMPT_ENGINE", "auto").strip().lower() or "auto"
+if _REQUESTED not in ("auto", "builtin", "dassl"):
+    raise ValueError(f"VLPROMPT_ENGINE must be 'auto', 'builtin' or 'dassl', got {_REQUESTED!r}")
+
+
+def _dassl_available():
+    return importlib.util.find_spec("dassl") is not None
+
+
+if _REQUESTED == "builtin" or (_REQUESTED == "auto" and not _dassl_available()):
+    ENGINE = "builtin"
+    from .builtin import (
+        DATASET_REGISTRY, EVALUATOR_REGISTRY, TRAINER_REGISTRY, AverageMeter, CfgNode, DataManager,
+        DatasetBase, DatasetWrapper, Datum, MetricMeter, SimpleTrainer, TrainerBase, TrainerX, build_data_loader,
+        build_dataset, build_evaluator, build_lr_scheduler, build_optimizer, build_sampler, build_trainer,
+        build_transform, check_isfile, collect_env_info, compute_accuracy, count_num_param, get_cfg_default,
+        listdir_nohidden, load_checkpoint, load_pretrained_weights, mkdir_if_missing, read_json,
+        resume_from_checkpoint, save_checkpoint, set_random_seed, write_json)
+else:
+    if not _dassl_available():
+        raise ImportError(
+            "VLPROMPT_ENGINE=dassl but the `dassl` package is not installed. Install Dassl from its repository "
+            "(git clone https://github.com/KaiyangZhou/Dassl.pytorch && cd Dassl.pytorch && "
+            "pip install -r requirements.txt && pip install -e .), or unset VLPROMPT_ENGINE to use the built-in engine.")
+    try:
+        import dassl  # noqa: F401  (imports all of Dassl's trainers and datasets)
+    except ImportError as e:
+        raise ImportError(
+            f"Dassl is installed but cannot be imported ({e}). Install its requirements "
+            "(pip install -r requirements.txt in the Dassl checkout), or set VLPROMPT_ENGINE=builtin "
+            "to use vlprompt's built-in engine instead.") from e
+    ENGINE = "dassl"
+    from . import _dassl_compat
+
+    _dassl_compat.apply()
+
+    from yacs.config import CfgNode
+    from dassl.config import get_cfg_default
+    from dassl.data import DataManager, DatasetWrapper
+    from dassl.data.data_manager import build_data_loader
+    from dassl.data.datasets import DATASET_REGISTRY, DatasetBase, Datum, build_dataset
+    from dassl.data.samplers import build_sampler
+    from dassl.data.transforms import build_transform
+    from dassl.engine import TRAINER_REGISTRY, TrainerX, build_trainer
+    from dassl.engine.trainer import SimpleTrainer, TrainerBase
+    from dassl.evaluation import EVALUATOR_REGISTRY, build_evaluator
+    from dassl.metrics import compute_accuracy
+    from dassl.optim import build_lr_scheduler, build_optimizer
+    from dassl.utils import (AverageMeter, MetricMeter, check_isfile, collect_env_info, count_num_param,
+                             listdir_nohidden, load_checkpoint, load_pretrained_weights, mkdir_if_missing,
+                             read_json, resume_from_checkpoint, save_checkpoint, set_random_seed, write_json)
+
+CN = CfgNode
+
+__all__ = [
+    "ENGINE", "CN", "CfgNode", "get_cfg_default", "TRAINER_REGISTRY", "TrainerBase", "SimpleTrainer", "TrainerX",
+    "build_trainer", "DATASET_REGISTRY", "Datum", "DatasetBase", "build_dataset", "DataManager", "DatasetWrapper",
+    "build_data_loader", "build_sampler", "build_transform", "EVALUATOR_REGISTRY", "build_evaluator",
+    "compute_accuracy", "build_optimizer", "build_lr_scheduler", "setup_logger", "close_logger", "set_random_seed",
+    "collect_env_info", "load_pretrained_weights", "load_checkpoint", "save_checkpoint", "resume_from_checkpoint",
+    "mkdir_if_missing", "read_json", "write_json", "listdir_nohidden", "check_isfile", "count_num_param",
+    "AverageMeter", "MetricMeter", "read_image",
+]

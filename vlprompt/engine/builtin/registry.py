@@ -1,0 +1,63 @@
+"""Name -> object registries with Dassl's interface (register/get/registered_names)."""
+import difflib
+
+
+def closest_names(requested, available, n=3, cutoff=0.5):
+    return difflib.get_close_matches(str(requested), [str(a) for a in available], n=n, cutoff=cutoff)
+
+
+def check_availability(requested, available):
+    """Raise ValueError naming the available choices and the most similar one."""
+    if requested in available:
+        return
+    close = closest_names(requested, available, n=1, cutoff=0.0)
+    hint = f' Did you mean "{close[0]}"?' if close else ""
+    raise ValueError(
+        f'"{requested}" is not registered. The requested one is expected to belong to {sorted(available)}.{hint}'
+    )
+
+
+class Registry:
+    """Maps a name (by default the class's __name__) to an object.
+
+    Usage: ``@REGISTRY.register()`` on a class, or ``REGISTRY.register(obj)``.
+    """
+
+    def __init__(self, name):
+        self._name = name
+        self._obj_map = {}
+
+    def _do_register(self, name, obj, force=False):
+        if name in self._obj_map and not force:
+            raise KeyError(f'An object named "{name}" was already registered in the "{self._name}" registry')
+        self._obj_map[name] = obj
+
+    def register(self, obj=None, force=False):
+        if obj is None:
+
+            def wrapper(fn_or_class):
+                self._do_register(fn_or_class.__name__, fn_or_class, force=force)
+                return fn_or_class
+
+            return wrapper
+        self._do_register(obj.__name__, obj, force=force)
+        return obj
+
+    def get(self, name):
+        if name not in self._obj_map:
+            close = closest_names(name, self._obj_map)
+            hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            raise KeyError(
+                f'No object named "{name}" in the "{self._name}" registry '
+                f"(registered: {sorted(self._obj_map)}).{hint}"
+            )
+        return self._obj_map[name]
+
+    def registered_names(self):
+        return list(self._obj_map.keys())
+
+    def __contains__(self, name):
+        return name in self._obj_map
+
+    def __repr__(self):
+        return f"Registry({self._name!r}, {sorted(self._obj_map)})"

@@ -1,0 +1,77 @@
+"""One place that decides how a trainer computes: weight dtype, autocast and loss scaling.
+
+PREC (TRAINER.<NAME>.PREC):
+  fp16  the originals' mode: CLIP's weights in half precision (as clip.build_model leaves them) and the
+        prompts trained in half precision by plain SGD. Needs a GPU; on a CPU it falls back to fp32.
+  fp32  everything in float32.
+  amp   float32 weights and prompts, forward under autocast, loss scaling: float16 on CUDA, bfloat16
+        on a CPU (which has no float16 autocast worth using).
+  bf16  like amp with bfloat16 and no loss scaling (CUDA GPUs with bf16 support, or the CPU).
+"""
+import contextlib
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+PRECISIONS = ("fp16", "fp32", "amp", "bf16")
+
+
+@dataclass(frozen=True)
+class Precision:
+    requested: str
+    name: str  # what is actually used
+    device_type: str
+    weight_dtype: torch.dtype  # dtype of CLIP's converted layers (and of the fp16-mode prompts)
+    autocast_dtype: Optional[torch.dtype] = None
+    use_grad_scaler: bool = False
+
+    def autocast(self):
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device_type, dtype=self.autocast_dtype)
+
+    def grad_scaler(self):
+        if not self.use_grad_scaler:
+            return None
+        try:
+            return torch.amp.GradScaler(self.device_type)
+        except (AttributeError, TypeError):  # torch < 2.3
+            return torch.cuda.amp.GradScaler()
+
+
+def resolve_precision(prec, device, verbose=True):
+    """The Precision to use for PREC on `device`, printing a notice when it has to fall back."""
+    requested = str(prec).lower()
+    if requested not in PRECISIONS:
+        raise ValueError(f"PREC must be one of {PRECISIONS}, got {prec!r}")
+    device_type = torch.device(device).type
+
+    def notice(text):
+        if verbose:
+            print(f"Note: {text}")
+
+    if requested == "fp16":
+        if device_type == "cuda":
+            return Precision(requested, "fp16", device_type, torch.float16)
+        notice(f"PREC fp16 needs a GPU; running in fp32 on {device_type}")
+        return Precision(requested, "fp32", device_type, torch.float32)
+    if requested == "fp32":
+        return Precision(requested, "fp32", device_type, torch.float32)
+    if requested == "amp":
+        if device_type == "cuda":
+            return Precision(requested, "amp", device_type, torch.float32, torch.float16, use_grad_scaler=True)
+        notice(f"PREC amp on {device_type} uses bfloat16 autocast")
+        return Precision(requested, "bf16", device_type, torch.float32, torch.bfloat16)
+    # bf16
+    if device_type == "cuda" and not torch.cuda.is_bf16_supported():
+        notice("this GPU has no bfloat16 support; PREC bf16 runs as amp (float16 autocast with loss scaling)")
+        return Precision(requested, "amp", device_type, torch.float32, torch.float16, use_grad_scaler=True)
+    return Precision(requested, "bf16", device_type, torch.float32, torch.bfloat16)
+
+
+def apply_to_clip(clip_model, precision):
+    """Keep CLIP's fp16 conversion for fp16 mode; make every weight float32 otherwise."""
+    if precision.weight_dtype == torch.float32:
+        clip_model.float()
+    return clip_model

@@ -1,0 +1,293 @@
+"""`PromptTrainer`: what every CLIP prompt-learning trainer shares, on Dassl's TrainerX.
+
+A method's trainer says only what is specific to it:
+- `CONFIG_NODE` / `add_config(cfg)`: its keys under cfg.TRAINER.<NODE> (collected by train.py);
+- `build_custom_model(clip_model, classnames)`: the model (a `vlprompt.classifier.PromptedCLIP`)
+  with its trainable tensors in `model.prompt_learner`;
+- `compute_loss(image, label)` if the loss is not cross-entropy on the logits;
+- `adapt_checkpoint_state(state)` to read the original repositories' checkpoints.
+
+Shared here: precision (vlprompt.precision), freezing CLIP, optimizer/scheduler on the trainable
+module only, the NaN/Inf guard, per-epoch resume points, checkpoint loading with clear errors,
+evaluation with image-independent inputs computed once, and `result.json` for every test.
+"""
+import contextlib
+import datetime
+import json
+import os
+import os.path as osp
+import platform
+import time
+
+import torch
+import torch.nn.functional as F
+
+from . import __version__
+from .clip_loader import load_clip
+from .engine import ENGINE, TrainerX, build_lr_scheduler, build_optimizer, compute_accuracy, load_checkpoint
+from .engine import load_pretrained_weights
+from .fileio import write_json_atomic
+from .precision import PRECISIONS, apply_to_clip, resolve_precision
+
+CHECKPOINT_EXTRA_KEYS = ("token_prefix", "token_suffix")
+
+
+class CheckpointMismatch(RuntimeError):
+    pass
+
+
+class PromptTrainer(TrainerX):
+    CONFIG_NODE = None  # cfg.TRAINER.<CONFIG_NODE> holds the method's keys
+    CHECKPOINT_NAME = "prompt_learner"  # folder of the checkpoints in the output dir (the originals' name)
+
+    # ------------------------------------------------------------------------------ method hooks
+    @classmethod
+    def add_config(cls, cfg):
+        """Add the method's config keys and defaults (only those not present yet)."""
+
+    def build_custom_model(self, clip_model, classnames):
+        raise NotImplementedError
+
+    def trainable_module(self):
+        return getattr(self.model, "prompt_learner", None)
+
+    def compute_loss(self, image, label):
+        """(loss, logits) for one training batch; logits may be None."""
+        logits = self.model(image)
+        return F.cross_entropy(logits, label), logits
+
+    def adapt_checkpoint_state(self, state_dict):
+        """Map a loaded state dict onto the trainable module's keys (default: drop CoOp's prompt buffers)."""
+        return {k: v for k, v in state_dict.items() if k.rsplit(".", 1)[-1] not in CHECKPOINT_EXTRA_KEYS}
+
+    # ------------------------------------------------------------------------------------ set-up
+    def __init__(self, cfg):
+        self._start_time = time.time()
+        self.run_info = {}  # train.py records how it was called; written to result.json
+        super().__init__(cfg)
+        self._last_results = None
+        evaluate = self.evaluator.evaluate
+
+        def evaluate_and_keep():
+            self._last_results = evaluate()
+            return self._last_results
+
+        self.evaluator.evaluate = evaluate_and_keep
+
+    @property
+    def method_cfg(self):
+        return self.cfg.TRAINER[self.CONFIG_NODE]
+
+    def method_option(self, key, default):
+        """A method key that a Dassl codebase's own train.py may not define (vlprompt additions)."""
+        return self.method_cfg.get(key, default)
+
+    def check_cfg(self, cfg):
+        if self.CONFIG_NODE is None:
+            return
+        if self.CONFIG_NODE not in cfg.TRAINER:
+            raise KeyError(
+                f"cfg.TRAINER.{self.CONFIG_NODE} is missing: add the trainers' config keys before merging config "
+                "files (vlprompt.config.extend_cfg(cfg) does it; train.py calls it).")
+        prec = cfg.TRAINER[self.CONFIG_NODE].get("PREC", "fp16")
+        if prec not in PRECISIONS:
+            raise ValueError(f"TRAINER.{self.CONFIG_NODE}.PREC must be one of {PRECISIONS}, got {prec!r}")
+
+    def build_model(self):
+        cfg = self.cfg
+        prec = self.method_cfg.get("PREC", "fp16") if self.CONFIG_NODE else "fp16"
+        self.precision = resolve_precision(prec, self.device)
+        print(f"Loading CLIP (backbone: {cfg.MODEL.BACKBONE.NAME})")
+        clip_model = load_clip(cfg.MODEL.BACKBONE.NAME)
+        apply_to_clip(clip_model, self.precision)
+        resolution = clip_model.visual.input_resolution
+        if cfg.INPUT.SIZE[0] != resolution or cfg.INPUT.SIZE[1] != resolution:
+            raise ValueError(f"INPUT.SIZE {tuple(cfg.INPUT.SIZE)} does not match the CLIP backbone's input "
+                             f"resolution {resolution}; set INPUT.SIZE ({resolution}, {resolution})")
+
+        print("Building custom CLIP")
+        self.model = self.build_custom_model(clip_model, self.dm.dataset.classnames)
+        trainable = self.trainable_module()
+        trainable_ids = {id(p) for p in trainable.parameters()} if trainable is not None else set()
+        for param in self.model.parameters():
+            param.requires_grad_(id(param) in trainable_ids)
+        names = [n for n, p in self.model.named_parameters() if p.requires_grad]
+        if names:
+            print(f"Parameters to be updated: {sorted(names)}")
+            print(f"# trainable parameters: {sum(p.numel() for p in self.model.parameters() if p.requires_grad):,}")
+        if cfg.MODEL.INIT_WEIGHTS:
+            load_pretrained_weights(trainable, cfg.MODEL.INIT_WEIGHTS)
+        self.model.to(self.device)
+        if torch.cuda.device_count() > 1 and self.device.type == "cuda":
+            print("Note: training on one GPU; run several jobs at once to use the others")
+
+        self.scaler = self.precision.grad_scaler()
+        if trainable is not None and names:
+            self.optim = build_optimizer(trainable, cfg.OPTIM)
+            self.sched = build_lr_scheduler(self.optim, cfg.OPTIM)
+            self.register_model(self.CHECKPOINT_NAME, trainable, self.optim, self.sched)
+
+    # ---------------------------------------------------------------------------------- training
+    def train(self):
+        if not self.get_model_names():
+            raise RuntimeError(f"{type(self).__name__} has nothing to train; run it with --eval-only")
+        super().train()
+
+    def parse_batch_train(self, batch):
+        return batch["img"].to(self.device), batch["label"].to(self.device)
+
+    def forward_backward(self, batch):
+        image, label = self.parse_batch_train(batch)
+        with self.precision.autocast():
+            loss, logits = self.compute_loss(image, label)
+        self.backward_and_update(loss)
+        summary = {"loss": loss.item()}
+        if logits is not None:
+            summary["acc"] = compute_accuracy(logits, label)[0].item()
+        if (self.batch_idx + 1) == self.num_batches:
+            self.update_lr()
+        return summary
+
+    def check_finite(self, loss):
+        if not torch.isfinite(loss).all():
+            raise FloatingPointError(
+                f"Loss is {loss.detach().float().item()} at epoch {self.epoch + 1}, batch {self.batch_idx + 1} "
+                f"(PREC {self.precision.requested}, running as {self.precision.name}). Half precision is the usual "
+                f"cause: try TRAINER.{self.CONFIG_NODE}.PREC amp or fp32, or a lower OPTIM.LR.")
+
+    def backward_and_update(self, loss, names=None):
+        """zero_grad -> backward (loss-scaled under amp) -> optimizer step, after the NaN/Inf check."""
+        self.check_finite(loss)
+        self.model_zero_grad(names)
+        if self.scaler is None:
+            loss.backward()
+            self.model_update(names)
+            return
+        self.scaler.scale(loss).backward()
+        for name in self.get_model_names(names):
+            if self._optims[name] is not None:
+                self.scaler.step(self._optims[name])
+        self.scaler.update()
+
+    def after_epoch(self):
+        super().after_epoch()
+        # Dassl saves only every CHECKPOINT_FREQ epochs and the last one, so an interrupted run starts
+        # over. Keep a resume point for every epoch, replacing the previous one, so that the final tree
+        # is the same as Dassl's.
+        epoch_no = self.epoch + 1
+        if not self._is_kept_checkpoint(epoch_no):
+            self.save_model(self.epoch, self.output_dir)
+        if epoch_no > 1 and not self._is_kept_checkpoint(epoch_no - 1):
+            for name in self.get_model_names():
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(osp.join(self.output_dir, name, f"model.pth.tar-{epoch_no - 1}"))
+
+    def _is_kept_checkpoint(self, epoch_no):
+        freq = self.cfg.TRAIN.CHECKPOINT_FREQ
+        return epoch_no == self.max_epoch or (freq > 0 and epoch_no % freq == 0)
+
+    # -------------------------------------------------------------------------------- evaluation
+    def model_inference(self, input):
+        return self.model(input)
+
+    def test(self, split=None):
+        cache = getattr(self.model, "cached_static_inputs", None)
+        with self.precision.autocast(), (cache() if cache is not None else contextlib.nullcontext()):
+            result = super().test(split)
+        tested = split or self.cfg.TEST.SPLIT
+        if self._last_results is not None and (tested != "val" or self.val_loader is None):
+            self.write_result(dict(self._last_results))
+        return result
+
+    # ------------------------------------------------------------------------------- checkpoints
+    def load_model(self, directory, epoch=None):
+        if not directory:
+            print("Note that load_model() is skipped as no pretrained model is given "
+                  "(ignore this if it's done on purpose)")
+            return
+        model_file = "model-best.pth.tar" if epoch is None else f"model.pth.tar-{epoch}"
+        for name in self.get_model_names():
+            path = osp.join(directory, name, model_file)
+            if not osp.exists(path):
+                raise FileNotFoundError(self._missing_checkpoint_message(directory, name, path))
+            checkpoint = load_checkpoint(path)
+            state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else checkpoint
+            state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+            self.load_trainable_state(self._models[name], self.adapt_checkpoint_state(state), path)
+            ckpt_epoch = checkpoint.get("epoch") if isinstance(checkpoint, dict) else None
+            self.loaded_checkpoint = {"path": path, "epoch": ckpt_epoch}
+            print(f'Loading weights to {name} from "{path}" (epoch = {ckpt_epoch})')
+
+    @staticmethod
+    def _missing_checkpoint_message(directory, name, path):
+        if not osp.isdir(directory):
+            return f"No model directory {directory} (from --model-dir)"
+        folder = osp.join(directory, name)
+        if not osp.isdir(folder):
+            found = sorted(os.listdir(directory))
+            return (f"No checkpoint folder {folder}: --model-dir must be the run directory that holds "
+                    f"{name}/model.pth.tar-N (it holds {found})")
+        files = sorted(f for f in os.listdir(folder) if f.startswith("model"))
+        return f"No checkpoint {path} (that folder holds {files}); check --load-epoch against the config's MAX_EPOCH"
+
+    @staticmethod
+    def load_trainable_state(module, state, path):
+        """Load `state` into `module`, failing loudly on any missing, unexpected or misshapen tensor."""
+        expected = module.state_dict()
+        missing = [k for k in expected if k not in state]
+        unexpected = [k for k in state if k not in expected]
+        wrong_shape = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+                       for k, v in expected.items() if k in state and tuple(state[k].shape) != tuple(v.shape)]
+        problems = []
+        if missing:
+            problems.append(f"missing {missing}")
+        if unexpected:
+            problems.append(f"unexpected {unexpected}")
+        if wrong_shape:
+            problems.append(f"shape mismatch {wrong_shape}")
+        if problems:
+            raise CheckpointMismatch(
+                f"Checkpoint {path} does not fit the model built from this config: {'; '.join(problems)}. "
+                "Check that the trainer, its config (e.g. N_CTX, PROMPT_DEPTH, CSC) and the backbone match "
+                "the ones the checkpoint was trained with.")
+        module.load_state_dict(state, strict=True)
+
+    # ------------------------------------------------------------------------------------ results
+    def write_result(self, metrics):
+        """Write `<OUTPUT_DIR>/result.json`: what ran, on what, and the metrics (tables read these)."""
+        cfg = self.cfg
+        info = dict(self.run_info)
+        loaded = getattr(self, "loaded_checkpoint", None)
+        config_file = info.get("config_file") or ""
+        result = {
+            "method": cfg.TRAINER.NAME,
+            "dataset": cfg.DATASET.NAME,
+            "subsample": cfg.DATASET.get("SUBSAMPLE_CLASSES", "all"),
+            "shots": cfg.DATASET.NUM_SHOTS,
+            "seed": cfg.SEED,
+            "backbone": cfg.MODEL.BACKBONE.NAME,
+            "config": osp.splitext(osp.basename(config_file))[0] if config_file else None,
+            "config_file": config_file or None,
+            "dataset_config_file": info.get("dataset_config_file"),
+            "source_domains": list(cfg.DATASET.SOURCE_DOMAINS),
+            "target_domains": list(cfg.DATASET.TARGET_DOMAINS),
+            "precision": {"requested": self.precision.requested, "used": self.precision.name},
+            "mode": "eval-only" if info.get("eval_only") else "train",
+            "epochs_trained": self.max_epoch if not info.get("eval_only") else None,
+            "model_dir": info.get("model_dir"),
+            "load_epoch": info.get("load_epoch"),
+            "checkpoint": loaded,
+            "num_classes": self.num_classes,
+            "num_test_images": getattr(self.evaluator, "_total", None),
+            "metrics": {k: float(v) for k, v in metrics.items()},
+            "output_dir": osp.abspath(cfg.OUTPUT_DIR),
+            "versions": {"vlprompt": __version__, "torch": torch.__version__, "engine": ENGINE,
+                         "python": platform.python_version()},
+            "device": torch.cuda.get_device_name(0) if self.device.type == "cuda" else "cpu",
+            "wall_time_s": round(time.time() - info.get("start_time", self._start_time), 2),
+            "finished_at": datetime.datetime.now().isoformat(timespec="seconds"),
+        }
+        path = osp.join(cfg.OUTPUT_DIR, "result.json")
+        write_json_atomic(result, path)
+        print(f"Result written to {path}: {json.dumps(result['metrics'])}")
+        return path
