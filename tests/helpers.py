@@ -1,0 +1,39 @@
+"""Plain helpers for the tests (fixtures live in conftest.py)."""
+import json
+import os
+import subprocess
+import sys
+
+import train as train_module
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def fast_opts(clip_path, epochs=2, **extra):
+    """Config options that make a run small: tiny CLIP, 32 px, no loader workers, few epochs."""
+    opts = ["MODEL.BACKBONE.NAME", str(clip_path), "INPUT.SIZE", "(32, 32)", "DATALOADER.NUM_WORKERS", "0",
+            "OPTIM.MAX_EPOCH", str(epochs), "TRAIN.PRINT_FREQ", "1000", "DATALOADER.TEST.BATCH_SIZE", "50"]
+    for key, value in extra.items():
+        opts += [key.replace("__", "."), str(value)]
+    return opts
+
+
+def run_train(argv):
+    """train.py in this process; returns the trainer."""
+    return train_module.main([str(a) for a in argv])
+
+
+def run_script(script, *args, data, output, env=None, check=True, timeout=600):
+    """bash scripts/<script> args... with DATA/OUTPUT set and this interpreter as PYTHON."""
+    full_env = dict(os.environ, DATA=str(data), OUTPUT=str(output), PYTHON=sys.executable)
+    full_env.update(env or {})
+    proc = subprocess.run(["bash", os.path.join(REPO_ROOT, "scripts", script), *map(str, args)], env=full_env,
+                          cwd="/", capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{script} {args} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def read_result(run_dir):
+    with open(os.path.join(run_dir, "result.json")) as f:
+        return json.load(f)
