@@ -55,16 +55,24 @@ trained_epoch() {
 
 train_py() { "$PYTHON" "$VLP_ROOT/train.py" "$@"; }
 
+# Config files for a method and a dataset, checked (the caller assigns them: `die` in a command
+# substitution used as an argument would not stop the script).
+resolve_configs() {  # TRAINER CFG DATASET -> sets DATASET_CFG_FILE, TRAINER_CFG_FILE
+    DATASET_CFG_FILE=$(dataset_config "$3")
+    TRAINER_CFG_FILE=$(trainer_config "$1" "$2")
+}
+
 # base2new_train TRAINER CFG DATASET SEED [opts]: 16-shot training on the base classes; its final test
 # is the base accuracy.
 base2new_train() {
     local trainer=$1 cfg=$2 dataset=$3 seed=$4; shift 4
     require_data
+    resolve_configs "$trainer" "$cfg" "$dataset"
     local shots=${SHOTS:-16}
     local dir="$OUTPUT/base2new/train_base/$dataset/shots_$shots/$trainer/$cfg/seed$seed"
     if job_done "$dir"; then skip_notice "$dir"; return 0; fi
     train_py --root "$DATA" --seed "$seed" --trainer "$trainer" \
-        --dataset-config-file "$(dataset_config "$dataset")" --config-file "$(trainer_config "$trainer" "$cfg")" \
+        --dataset-config-file "$DATASET_CFG_FILE" --config-file "$TRAINER_CFG_FILE" \
         --output-dir "$dir" DATASET.NUM_SHOTS "$shots" DATASET.SUBSAMPLE_CLASSES base "$@"
 }
 
@@ -72,13 +80,14 @@ base2new_train() {
 base2new_test() {
     local trainer=$1 cfg=$2 dataset=$3 seed=$4; shift 4
     require_data
+    resolve_configs "$trainer" "$cfg" "$dataset"
     local shots=${SHOTS:-16}
     local tail="$dataset/shots_$shots/$trainer/$cfg/seed$seed"
     local model_dir="$OUTPUT/base2new/train_base/$tail" dir="$OUTPUT/base2new/test_new/$tail"
     if job_done "$dir"; then skip_notice "$dir"; return 0; fi
     local epoch; epoch=$(trained_epoch "$model_dir")
     train_py --root "$DATA" --seed "$seed" --trainer "$trainer" \
-        --dataset-config-file "$(dataset_config "$dataset")" --config-file "$(trainer_config "$trainer" "$cfg")" \
+        --dataset-config-file "$DATASET_CFG_FILE" --config-file "$TRAINER_CFG_FILE" \
         --output-dir "$dir" --model-dir "$model_dir" --load-epoch "$epoch" --eval-only \
         DATASET.NUM_SHOTS "$shots" DATASET.SUBSAMPLE_CLASSES new "$@"
 }
@@ -87,11 +96,12 @@ base2new_test() {
 xd_train() {
     local trainer=$1 cfg=$2 dataset=$3 seed=$4; shift 4
     require_data
+    resolve_configs "$trainer" "$cfg" "$dataset"
     local shots=${SHOTS:-16}
     local dir="$OUTPUT/$dataset/$trainer/${cfg}_${shots}shots/seed$seed"
     if job_done "$dir"; then skip_notice "$dir"; return 0; fi
     train_py --root "$DATA" --seed "$seed" --trainer "$trainer" \
-        --dataset-config-file "$(dataset_config "$dataset")" --config-file "$(trainer_config "$trainer" "$cfg")" \
+        --dataset-config-file "$DATASET_CFG_FILE" --config-file "$TRAINER_CFG_FILE" \
         --output-dir "$dir" DATASET.NUM_SHOTS "$shots" "$@"
 }
 
@@ -100,12 +110,13 @@ xd_train() {
 xd_test() {
     local trainer=$1 cfg=$2 dataset=$3 seed=$4; shift 4
     require_data
+    resolve_configs "$trainer" "$cfg" "$dataset"
     local shots=${SHOTS:-16} source=${SOURCE_DATASET:-imagenet}
     local model_dir="$OUTPUT/$source/$trainer/${cfg}_${shots}shots/seed$seed"
     local dir="$OUTPUT/evaluation/$trainer/${cfg}_${shots}shots/$dataset/seed$seed"
     if job_done "$dir"; then skip_notice "$dir"; return 0; fi
     local epoch; epoch=$(trained_epoch "$model_dir")
     train_py --root "$DATA" --seed "$seed" --trainer "$trainer" \
-        --dataset-config-file "$(dataset_config "$dataset")" --config-file "$(trainer_config "$trainer" "$cfg")" \
+        --dataset-config-file "$DATASET_CFG_FILE" --config-file "$TRAINER_CFG_FILE" \
         --output-dir "$dir" --model-dir "$model_dir" --load-epoch "$epoch" --eval-only "$@"
 }

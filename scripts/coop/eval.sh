@@ -9,6 +9,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/../_protocols.sh"
 DATASET=$1 CFG=$2; shift 2
 TRAINER=CoOp
 require_data
+resolve_configs $TRAINER "$CFG" "$DATASET"
 failed=()
 for SEED in ${SEEDS:-1 2 3}; do
     MODEL_DIR="$OUTPUT/imagenet/$TRAINER/${CFG}_16shots/nctx16_cscFalse_ctpend/seed$SEED"
@@ -16,7 +17,7 @@ for SEED in ${SEEDS:-1 2 3}; do
     if job_done "$DIR"; then skip_notice "$DIR"; continue; fi
     EPOCH=$(trained_epoch "$MODEL_DIR")
     train_py --root "$DATA" --seed "$SEED" --trainer $TRAINER \
-        --dataset-config-file "$(dataset_config "$DATASET")" --config-file "$(trainer_config $TRAINER "$CFG")" \
+        --dataset-config-file "$DATASET_CFG_FILE" --config-file "$TRAINER_CFG_FILE" \
         --output-dir "$DIR" --model-dir "$MODEL_DIR" --load-epoch "$EPOCH" --eval-only \
         TRAINER.COOP.N_CTX 16 TRAINER.COOP.CSC False TRAINER.COOP.CLASS_TOKEN_POSITION end "$@" || failed+=("seed$SEED")
 done

@@ -9,12 +9,13 @@ source "$(dirname "${BASH_SOURCE[0]}")/../_protocols.sh"
 DATASET=$1 CFG=$2 CTP=$3 NCTX=$4 SHOTS=$5 CSC=$6; shift 6
 TRAINER=CoOp
 require_data
+resolve_configs $TRAINER "$CFG" "$DATASET"
 failed=()
 for SEED in ${SEEDS:-1 2 3}; do
     DIR="$OUTPUT/$DATASET/$TRAINER/${CFG}_${SHOTS}shots/nctx${NCTX}_csc${CSC}_ctp${CTP}/seed$SEED"
     if job_done "$DIR"; then skip_notice "$DIR"; continue; fi
     train_py --root "$DATA" --seed "$SEED" --trainer $TRAINER \
-        --dataset-config-file "$(dataset_config "$DATASET")" --config-file "$(trainer_config $TRAINER "$CFG")" \
+        --dataset-config-file "$DATASET_CFG_FILE" --config-file "$TRAINER_CFG_FILE" \
         --output-dir "$DIR" TRAINER.COOP.N_CTX "$NCTX" TRAINER.COOP.CSC "$CSC" \
         TRAINER.COOP.CLASS_TOKEN_POSITION "$CTP" DATASET.NUM_SHOTS "$SHOTS" "$@" || failed+=("seed$SEED")
 done

@@ -7,8 +7,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/../_protocols.sh"
 DATASET=$1 CFG=$2; shift 2
 TRAINER=${TRAINER:-ZeroshotCLIP}
 require_data
+resolve_configs CoOp "$CFG" "$DATASET"
 DIR="$OUTPUT/$TRAINER/$CFG/$DATASET"
 if job_done "$DIR"; then skip_notice "$DIR"; exit 0; fi
 train_py --root "$DATA" --trainer "$TRAINER" \
-    --dataset-config-file "$(dataset_config "$DATASET")" --config-file "$(trainer_config CoOp "$CFG")" \
+    --dataset-config-file "$DATASET_CFG_FILE" --config-file "$TRAINER_CFG_FILE" \
     --output-dir "$DIR" --eval-only "$@"

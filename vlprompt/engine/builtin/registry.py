@@ -2,6 +2,13 @@
 import difflib
 
 
+class RegistryKeyError(KeyError):
+    """KeyError whose message prints as written (KeyError repr-quotes it)."""
+
+    def __str__(self):
+        return str(self.args[0]) if self.args else ""
+
+
 def closest_names(requested, available, n=3, cutoff=0.5):
     return difflib.get_close_matches(str(requested), [str(a) for a in available], n=n, cutoff=cutoff)
 
@@ -29,7 +36,7 @@ class Registry:
 
     def _do_register(self, name, obj, force=False):
         if name in self._obj_map and not force:
-            raise KeyError(f'An object named "{name}" was already registered in the "{self._name}" registry')
+            raise RegistryKeyError(f'An object named "{name}" was already registered in the "{self._name}" registry')
         self._obj_map[name] = obj
 
     def register(self, obj=None, force=False):
@@ -47,7 +54,7 @@ class Registry:
         if name not in self._obj_map:
             close = closest_names(name, self._obj_map)
             hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-            raise KeyError(
+            raise RegistryKeyError(
                 f'No object named "{name}" in the "{self._name}" registry '
                 f"(registered: {sorted(self._obj_map)}).{hint}"
             )
