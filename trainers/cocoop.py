@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from vlprompt.classifier import PromptedCLIP
 from vlprompt.config import ensure_node, set_default
 from vlprompt.engine import TRAINER_REGISTRY
-from vlprompt.prompts import ClassPrompts, context_from_phrase, random_context
+from vlprompt.prompts import ClassPrompts, context_from_phrase, encode_per_image_prompts, random_context
 from vlprompt.trainer import PromptTrainer
 
 
@@ -64,25 +64,11 @@ class CoCoOpCLIP(PromptedCLIP):
                                             n_ctx, ctx_init)
         self.prompt_batch = prompt_batch
 
-    def class_features_per_image(self, context):
-        """Normalised g(t_k(x)) for each image's context [B, n_ctx, width] -> [B, n_cls, dim],
-        encoding the prompts of several images per text-tower call."""
-        class_prompts = self.prompt_learner.class_prompts
-        n_cls = class_prompts.n_cls
-        images_per_call = max(1, self.prompt_batch // n_cls)
-        features = []
-        for start in range(0, context.shape[0], images_per_call):
-            chunk = context[start:start + images_per_call]
-            prompts = class_prompts.per_image(chunk)
-            eot = class_prompts.eot_indices.repeat(chunk.shape[0])
-            f = self.text_encoder(prompts, eot).view(chunk.shape[0], n_cls, -1)
-            features.append(F.normalize(f, dim=-1))
-        return torch.cat(features)
-
     def logits(self, image, static=None):
         image_features = F.normalize(self.image_encoder(image), dim=-1)
         context = self.prompt_learner.conditioned_context(image_features)
-        text_features = self.class_features_per_image(context)
+        text_features = encode_per_image_prompts(self.text_encoder, self.prompt_learner.class_prompts, context,
+                                                 self.prompt_batch)
         return self.logit_scale.exp() * torch.einsum("be,bke->bk", image_features, text_features.to(image_features.dtype))
 
 

@@ -160,10 +160,13 @@ class PromptedVisionEncoder(nn.Module):
     def input_resolution(self):
         return self.visual.input_resolution
 
-    def forward(self, images, prompts=None, deep_prompts=None, return_patch_tokens=False):
-        """images [B, 3, H, W] -> image features [B, output_dim] (and [B, n_patches, output_dim]).
+    def forward(self, images, prompts=None, deep_prompts=None, return_patch_tokens=False, project_patches=True):
+        """images [B, 3, H, W] -> image features [B, output_dim] (and the patch tokens).
 
         prompts: [n, width] or [B, n, width] appended after the patch tokens.
+        return_patch_tokens: also return the last layer's patch tokens after ln_post, projected like the
+        class token ([B, n_patches, output_dim]) or, with project_patches=False, before proj
+        ([B, n_patches, width]).
         """
         wants_tokens = prompts is not None or deep_prompts is not None or return_patch_tokens
         if not self.is_vit:
@@ -206,6 +209,6 @@ class PromptedVisionEncoder(nn.Module):
         if not return_patch_tokens:
             return features
         patches = v.ln_post(x[:, 1:1 + n_patches, :])
-        if v.proj is not None:
+        if project_patches and v.proj is not None:
             patches = patches @ v.proj
         return features, patches

@@ -141,3 +141,22 @@ def encode_class_templates(text_encoder, classnames, templates, batch_size=1000)
         f = encode_texts(text_encoder, [template.format(name) for name in names], batch_size)
         total = f if total is None else total + f
     return F.normalize(total / len(templates), dim=-1)
+
+
+def encode_per_image_prompts(text_encoder, class_prompts, context, max_sequences=8192):
+    """Normalised class text features for each image's own context vectors (CoCoOp, CoPL).
+
+    context [B, n_ctx, width] -> [B, n_cls, output_dim]. The B x n_cls prompts are encoded image-major,
+    as many images per text-tower call as fit in `max_sequences` sequences (at least one image), so
+    memory stays bounded and there is no Python loop per image.
+    """
+    n_cls = class_prompts.n_cls
+    images_per_call = max(1, max_sequences // n_cls)
+    features = []
+    for start in range(0, context.shape[0], images_per_call):
+        chunk = context[start:start + images_per_call]
+        prompts = class_prompts.per_image(chunk)
+        eot = class_prompts.eot_indices.repeat(chunk.shape[0])
+        f = text_encoder(prompts, eot).view(chunk.shape[0], n_cls, -1)
+        features.append(F.normalize(f, dim=-1))
+    return torch.cat(features)

@@ -1,0 +1,200 @@
+"""CoPL: Contextual Prompt Learning (Goswami et al., "CoPL: Contextual Prompt Learning for
+Vision-Language Understanding", AAAI 2024), as a RECONSTRUCTION.
+
+The authors' code is not public and their method section could not be read. The idea is the
+paper's: prompts are aligned to local (patch) image features and weighted by how relevant they are
+to them. CoCoOp, which CoPL extends, adds one image token to every prompt token alike. The equations
+below are the reconstruction of reference/metaprompt_copl.md §2.2, and every one of them is an
+assumption. The choices that §2.5 leaves open are the TRAINER.COPL.* keys, and their defaults give
+the reconstruction (docs/COPL.md).
+
+Local features (PATCH_FEATURES). The frozen ViT's last-layer patch tokens, j = 1..N, L2-normalised:
+    z_j = ln_post(x_j) @ proj         "after_proj" (default; CLIP's embedding width, like the global g)
+    z_j = ln_post(x_j)                "before_proj" (the vision width)
+
+Per-patch Meta-Net. This is CoCoOp's bottleneck h (Linear d -> d/16, ReLU, Linear d/16 -> text
+width D), shared by all patches. It gives one conditional token per patch:
+    pi_j = h(z_j)
+
+Alignment (SCORE). Each of the M learnable context vectors v_m attends over the patches:
+    s_mj = <v_m, pi_j> / sqrt(D)      "scaled_dot" (default)
+    s_mj = <v_m, pi_j>                "dot"
+    s_mj = v_m^T W_a z_j              "general" (Luong; W_a is learnable and starts at 0)
+    alpha_m = softmax_j(s_m)          the alignment vector of token m, a distribution over the patches
+    c_m = sum_j alpha_mj pi_j         its context vector
+
+Dynamic prompt tokens (COMBINE):
+    v_m(x) = v_m + c_m                "add" (default)
+    v_m(x) = W_c [v_m; c_m] + b_c     "concat"
+    v_m(x) = tanh(W_c [v_m; c_m] + b_c)   "tanh" (Luong's attentional state)
+W_c starts at [I I] and b_c at 0, so "concat" starts equal to "add", and "tanh" starts close to it
+because word embeddings are small.
+
+If the attention is uniform (alpha_mj = 1/N), every context token gets the same shift mean_j h(z_j).
+That is CoCoOp with its Meta-Net averaged over the patches. The attention is what lets each context
+token weigh the local evidence in its own way.
+
+Classification uses the global feature g = CLIP's image feature:
+    t_k(x) = [v_1(x), ..., v_M(x), CLASS_k, "."]
+    p(y = k | x) = softmax_k( exp(s) * cos(g, T(t_k(x))) )
+The loss is cross-entropy. No auxiliary loss is known.
+
+The prompts depend on the image, so each batch needs B x K text sequences. They are encoded
+image-major, several images per text-tower call and at most TRAINER.COPL.PROMPT_BATCH sequences per
+call (as CoCoOp does here), never one call per image.
+"""
+import math
+from collections import OrderedDict
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from vlprompt.classifier import PromptedCLIP
+from vlprompt.config import ensure_node, set_default
+from vlprompt.engine import TRAINER_REGISTRY
+from vlprompt.prompts import ClassPrompts, context_from_phrase, encode_per_image_prompts, random_context
+from vlprompt.trainer import PromptTrainer
+
+PATCH_FEATURES = ("after_proj", "before_proj")
+SCORES = ("scaled_dot", "dot", "general")
+COMBINES = ("add", "concat", "tanh")
+OPTIONS = {"PATCH_FEATURES": PATCH_FEATURES, "SCORE": SCORES, "COMBINE": COMBINES}
+DEFAULTS = {"PATCH_FEATURES": "after_proj", "SCORE": "scaled_dot", "COMBINE": "add", "PROMPT_BATCH": 8192}
+
+
+def check_choice(name, value, allowed):
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+
+
+class PromptLearner(nn.Module):
+    """The context vectors v_m, the per-patch Meta-Net h, the alignment (W_a for "general"), the
+    combination (W_c for "concat"/"tanh") and the class prompts the dynamic tokens fill."""
+
+    def __init__(self, text_encoder, classnames, patch_dim, n_ctx=16, ctx_init="", score="scaled_dot",
+                 combine="add"):
+        super().__init__()
+        check_choice("score", score, SCORES)
+        check_choice("combine", combine, COMBINES)
+        dtype = text_encoder.dtype
+        width = text_encoder.width
+        if ctx_init:
+            ctx_vectors, n_ctx = context_from_phrase(text_encoder, ctx_init)
+            prompt_prefix = ctx_init.replace("_", " ")
+        else:
+            ctx_vectors = random_context(n_ctx, width, dtype=dtype)
+            prompt_prefix = " ".join(["X"] * n_ctx)
+        print(f'Initial context: "{prompt_prefix}"')
+        print(f"Number of context words (tokens): {n_ctx}")
+        print(f"CoPL: patch features into a {patch_dim}-d Meta-Net, score {score}, combine {combine}")
+        self.score_kind = score
+        self.combine_kind = combine
+        self.ctx = nn.Parameter(ctx_vectors.to(dtype))
+        self.meta_net = nn.Sequential(OrderedDict([
+            ("linear1", nn.Linear(patch_dim, patch_dim // 16)),
+            ("relu", nn.ReLU(inplace=True)),
+            ("linear2", nn.Linear(patch_dim // 16, width)),
+        ])).to(dtype)
+        if score == "general":
+            # W_a = 0 gives uniform attention at the start, so training begins at the CoCoOp-like model.
+            self.align = nn.Linear(patch_dim, width, bias=False).to(dtype)
+            nn.init.zeros_(self.align.weight)
+        if combine != "add":
+            # Starts as v_m + c_m: a fresh random layer would wipe out the CTX_INIT word embeddings.
+            self.combine = nn.Linear(2 * width, width).to(dtype)
+            with torch.no_grad():
+                self.combine.weight.copy_(torch.eye(width).repeat(1, 2))
+                self.combine.bias.zero_()
+        self.class_prompts = ClassPrompts(text_encoder, classnames, prompt_prefix, n_ctx)
+
+    @property
+    def eot_indices(self):
+        return self.class_prompts.eot_indices
+
+    def patch_tokens(self, patch_features):
+        """pi_j = h(z_j): [B, N, d] -> [B, N, D]."""
+        return self.meta_net(patch_features.to(self.ctx.dtype))
+
+    def scores(self, patch_features, tokens):
+        """s_mj for each image: [B, M, N]."""
+        ctx = self.ctx
+        keys = self.align(patch_features.to(ctx.dtype)) if self.score_kind == "general" else tokens
+        scores = torch.einsum("md,bnd->bmn", ctx, keys)
+        if self.score_kind == "scaled_dot":
+            scores = scores / math.sqrt(ctx.shape[-1])
+        return scores
+
+    @staticmethod
+    def alignment(scores):
+        """alpha_m = softmax_j(s_m). The softmax runs in float32, so half precision keeps 196 patches stable."""
+        return scores.float().softmax(dim=-1).to(scores.dtype)
+
+    def conditioned_context(self, patch_features):
+        """Dynamic prompt tokens v_m(x) [B, M, D] and the alignment vectors alpha [B, M, N] for the
+        (L2-normalised) patch features z [B, N, d] of each image."""
+        tokens = self.patch_tokens(patch_features)
+        alpha = self.alignment(self.scores(patch_features, tokens))
+        context = torch.einsum("bmn,bnd->bmd", alpha.to(tokens.dtype), tokens)  # c_m
+        ctx = self.ctx.unsqueeze(0).expand_as(context)
+        if self.combine_kind == "add":
+            return ctx + context, alpha
+        mixed = self.combine(torch.cat([ctx, context], dim=-1))
+        return (torch.tanh(mixed) if self.combine_kind == "tanh" else mixed), alpha
+
+
+class CoPLCLIP(PromptedCLIP):
+    def __init__(self, clip_model, classnames, n_ctx=16, ctx_init="", patch_features="after_proj",
+                 score="scaled_dot", combine="add", prompt_batch=8192):
+        super().__init__(clip_model)
+        check_choice("patch_features", patch_features, PATCH_FEATURES)
+        if not self.image_encoder.is_vit:
+            raise ValueError("CoPL attends over patch features and needs a ViT backbone; this CLIP has a ResNet "
+                             "image encoder (use e.g. ViT-B/16)")
+        self.patch_features = patch_features
+        patch_dim = self.image_encoder.output_dim if patch_features == "after_proj" else self.image_encoder.width
+        self.prompt_learner = PromptLearner(self.text_encoder, classnames, patch_dim, n_ctx, ctx_init, score, combine)
+        self.prompt_batch = prompt_batch
+
+    def encode_image(self, image):
+        """The global feature g [B, E] and the local features [B, N, d], both unnormalised."""
+        return self.image_encoder(image, return_patch_tokens=True,
+                                  project_patches=self.patch_features == "after_proj")
+
+    def logits(self, image, static=None):
+        global_features, patch_features = self.encode_image(image)
+        global_features = F.normalize(global_features, dim=-1)
+        context, _ = self.prompt_learner.conditioned_context(F.normalize(patch_features, dim=-1))
+        text_features = encode_per_image_prompts(self.text_encoder, self.prompt_learner.class_prompts, context,
+                                                 self.prompt_batch)
+        return self.logit_scale.exp() * torch.einsum("be,bke->bk", global_features,
+                                                     text_features.to(global_features.dtype))
+
+
+@TRAINER_REGISTRY.register()
+class CoPL(PromptTrainer):
+    CONFIG_NODE = "COPL"
+    CHECKPOINT_NAME = "prompt_learner"
+
+    @classmethod
+    def add_config(cls, cfg):
+        node = ensure_node(cfg, cls.CONFIG_NODE)
+        set_default(node, "N_CTX", 16)  # as CoCoOp; the protocol configs use 4 with CTX_INIT "a photo of a"
+        set_default(node, "CTX_INIT", "")
+        set_default(node, "PREC", "fp16")
+        set_default(node, "PATCH_FEATURES", DEFAULTS["PATCH_FEATURES"])  # after_proj or before_proj
+        set_default(node, "SCORE", DEFAULTS["SCORE"])  # scaled_dot, dot or general
+        set_default(node, "COMBINE", DEFAULTS["COMBINE"])  # add, concat or tanh
+        set_default(node, "PROMPT_BATCH", DEFAULTS["PROMPT_BATCH"])  # max prompt sequences per text-encoder call
+
+    def check_cfg(self, cfg):
+        super().check_cfg(cfg)
+        node = cfg.TRAINER[self.CONFIG_NODE]
+        for key, allowed in OPTIONS.items():
+            check_choice(f"TRAINER.{self.CONFIG_NODE}.{key}", node.get(key, DEFAULTS[key]), allowed)
+
+    def build_custom_model(self, clip_model, classnames):
+        c = self.method_cfg
+        option = {key: self.method_option(key, default) for key, default in DEFAULTS.items()}
+        return CoPLCLIP(clip_model, classnames, c.N_CTX, c.CTX_INIT, option["PATCH_FEATURES"], option["SCORE"],
+                        option["COMBINE"], option["PROMPT_BATCH"])
