@@ -8,8 +8,14 @@ import os
 import sys
 
 os.environ["VLPROMPT_ENGINE"] = os.environ.get("VLPROMPT_TEST_ENGINE", "builtin")
+# The tiny models gain nothing from intra-op threads, and scripts run as subprocesses next to this
+# process: one thread each avoids oversubscribing the cores.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:

@@ -122,10 +122,6 @@ def resolve_weights_file(name, download_root=None):
     return target
 
 
-def looks_like_path(name):
-    return os.sep in name or name.endswith((".pt", ".pth", ".bin", ".tar")) or os.path.exists(name)
-
-
 def read_clip_state_dict(path):
     """State dict from a JIT archive (OpenAI's release format) or a torch.save'd state dict."""
     with warnings.catch_warnings():
@@ -148,14 +144,12 @@ def load_clip(name_or_path, download_root=None):
         raise ValueError("MODEL.BACKBONE.NAME is empty: set it to a CLIP model name (e.g. ViT-B/16) or a checkpoint path")
     if name_or_path in clip.clip._MODELS:
         path = resolve_weights_file(name_or_path, download_root)
-    elif looks_like_path(name_or_path):
+    else:
         path = os.path.abspath(os.path.expanduser(name_or_path))
         if not os.path.isfile(path):
-            raise ClipWeightsNotFound(f"CLIP checkpoint file not found: {path} (from MODEL.BACKBONE.NAME)")
-    else:
-        raise ValueError(
-            f"MODEL.BACKBONE.NAME {name_or_path!r} is neither a CLIP model name {list(clip.clip._MODELS)} "
-            "nor a path to a checkpoint file")
+            raise ClipWeightsNotFound(
+                f"MODEL.BACKBONE.NAME {name_or_path!r} is neither a CLIP model name {list(clip.clip._MODELS)} "
+                f"nor a checkpoint file (CLIP checkpoint file not found: {path})")
     state_dict = read_clip_state_dict(path)
     required = ("positional_embedding", "token_embedding.weight", "ln_final.weight", "text_projection")
     missing = [k for k in required if k not in state_dict]

@@ -43,8 +43,10 @@ else:
             "VLPROMPT_ENGINE=dassl but the `dassl` package is not installed. Install Dassl from its repository "
             "(git clone https://github.com/KaiyangZhou/Dassl.pytorch && cd Dassl.pytorch && "
             "pip install -r requirements.txt && pip install -e .), or unset VLPROMPT_ENGINE to use the built-in engine.")
+    # Dassl imports `wilds`, whose `outdated` dependency asks PyPI for a newer version at import time.
+    os.environ.setdefault("OUTDATED_IGNORE", "1")
     try:
-        import dassl  # noqa: F401  (imports all of Dassl's trainers and datasets)
+        import dassl.data.datasets  # noqa: F401  (imports all of Dassl's datasets: fails if a requirement is missing)
     except ImportError as e:
         raise ImportError(
             f"Dassl is installed but cannot be imported ({e}). Install its requirements "

@@ -7,8 +7,8 @@
    object, so resume, --eval-only and released weights failed with an UnpicklingError.
 Both are patched in place; nothing else in Dassl is changed.
 """
+import importlib
 import inspect
-import sys
 
 from vlprompt.fileio import load_torch_file
 
@@ -47,10 +47,11 @@ def _load_checkpoint(fpath):
 
 
 def _patch_load_checkpoint():
-    # Every module that bound the name at import time gets the fixed function.
+    # Every module that binds the name at import time gets the fixed function (imported first, so
+    # that a later `from dassl.utils import load_checkpoint` sees the fix too).
     for name in ("dassl.utils.torchtools", "dassl.utils", "dassl.engine.trainer"):
-        module = sys.modules.get(name)
-        if module is not None and hasattr(module, "load_checkpoint"):
+        module = importlib.import_module(name)
+        if hasattr(module, "load_checkpoint"):
             module.load_checkpoint = _load_checkpoint
 
 
