@@ -17,6 +17,7 @@ import hashlib
 import io
 import os
 import pickle
+from collections import Counter
 
 from vlprompt.engine import Datum
 from vlprompt.fileio import atomic_write
@@ -59,17 +60,32 @@ def load_datums(path):
         return _DatumUnpickler(f).load()
 
 
+def _key_function(dataset_dir):
+    """item -> (path relative to dataset_dir, label, class name); string slicing where it can (ImageNet
+    has 1.28M items), os.path.relpath otherwise."""
+    dataset_dir = os.path.abspath(dataset_dir)
+    prefix = dataset_dir + os.sep
+
+    def key(item):
+        impath = item.impath
+        rel = impath[len(prefix):] if impath.startswith(prefix) else os.path.relpath(impath, dataset_dir)
+        return (rel, int(item.label), item.classname)
+
+    return key
+
+
 def _item_key(item, dataset_dir):
-    return (os.path.relpath(item.impath, dataset_dir), int(item.label), item.classname)
+    return _key_function(dataset_dir)(item)
 
 
 def source_fingerprint(dataset_dir, *lists):
     """SHA-1 of the ordered (relative path, label, class name) items of each list."""
+    key = _key_function(dataset_dir)
     digest = hashlib.sha1()
     for items in lists:
         digest.update(b"\x00list")
         for item in items:
-            digest.update(repr(_item_key(item, dataset_dir)).encode())
+            digest.update(repr(key(item)).encode())
     return digest.hexdigest()
 
 
@@ -78,25 +94,32 @@ def _describe(dataset_dir, num_shots, seed, fingerprint):
             "seed": seed, "source_fingerprint": fingerprint}
 
 
-def _cached_subset_fits(cached, sources, dataset_dir):
+def _cached_subset_fits(cached, sources, dataset_dir, shots):
+    """Every cached item is one of the source's items (same absolute folder, label and class name), and
+    each label has min(K, its number of items) of them, as a K-shot selection of this source would."""
     prefix = os.path.abspath(dataset_dir) + os.sep
-    for items, source in zip(cached, sources):
-        allowed = {_item_key(item, dataset_dir) for item in source}
+    key = _key_function(dataset_dir)
+    for items, source, k in zip(cached, sources, shots):
+        allowed = {key(item) for item in source}
         for item in items:
             if not isinstance(item, Datum) or not item.impath.startswith(prefix):
                 return False
-            if _item_key(item, dataset_dir) not in allowed:
+            if key(item) not in allowed:
+                return False
+        if k is not None:
+            available, picked = Counter(item.label for item in source), Counter(item.label for item in items)
+            if any(picked[label] != min(k, n) for label, n in available.items()) or set(picked) - set(available):
                 return False
     return True
 
 
-def load_cache_if_valid(path, dataset_dir, keys, sources, fingerprint):
+def load_cache_if_valid(path, dataset_dir, keys, sources, fingerprint, shots=None):
     """The cached lists for `keys` if the cache at `path` fits `sources`; else None (with the reason)."""
     if not os.path.exists(path):
         return None
     try:
         data = load_datums(path)
-        cached = [data[k] for k in keys]
+        cached = [list(data[k]) for k in keys]
     except Exception as e:
         print(f"Ignoring unreadable few-shot cache {path} ({type(e).__name__}: {e}); rebuilding it")
         return None
@@ -108,7 +131,7 @@ def load_cache_if_valid(path, dataset_dir, keys, sources, fingerprint):
                   "differ); rebuilding it")
             return None
         return cached
-    if not _cached_subset_fits(cached, sources, dataset_dir):
+    if not _cached_subset_fits(cached, sources, dataset_dir, shots or [None] * len(sources)):
         print(f"Few-shot cache {path} (made by another codebase) does not match this data root or split; "
               "rebuilding it")
         return None
@@ -127,7 +150,8 @@ def fewshot_subsets(dataset, num_shots, seed, cache_dir, train, val=None):
     dataset_dir = os.path.dirname(os.path.abspath(cache_dir))
     fingerprint = source_fingerprint(dataset_dir, *sources)
     path = os.path.join(cache_dir, f"shot_{num_shots}-seed_{seed}.pkl")
-    cached = load_cache_if_valid(path, dataset_dir, keys, sources, fingerprint)
+    shots = [num_shots] if val is None else [num_shots, min(num_shots, 4)]
+    cached = load_cache_if_valid(path, dataset_dir, keys, sources, fingerprint, shots)
     if cached is not None:
         print(f"Loading preprocessed few-shot data from {path}")
         return (cached[0], None) if val is None else (cached[0], cached[1])

@@ -1,0 +1,19 @@
+"""Describable Textures (Cimpoi et al., 2014) as CoOp reads it: 47 textures named after their folders,
+split from split_zhou_DescribableTextures.json. Without the split file: per class 50/20/30."""
+from vlprompt.data import BenchmarkDataset, read_and_split_data
+from vlprompt.engine import DATASET_REGISTRY
+
+
+@DATASET_REGISTRY.register()
+class DescribableTextures(BenchmarkDataset):
+    dataset_dir = "dtd"
+    image_folder = "images"
+    split_file = "split_zhou_DescribableTextures.json"
+    layout = """\
+dtd/
+    images/                                 one folder per texture (banded/, blotchy/, ...)
+    split_zhou_DescribableTextures.json     CoOp's split
+"""
+
+    def make_split(self):
+        return read_and_split_data(self.image_dir)

@@ -1,0 +1,137 @@
+"""The `vlprompt` command (also `python -m vlprompt`).
+
+    vlprompt data list
+    vlprompt data check --root $DATA [NAMES...] [--images skip|open|decode] [--json]
+    vlprompt data download NAME [NAME...] --root $DATA [--mirror URL] [--keep-archives]
+
+Commands are argparse sub-parsers: a new command group is a function `add_<group>_commands(subparsers)`
+listed in COMMAND_GROUPS; each command sets `func(args) -> exit status`.
+"""
+import argparse
+import json
+import os
+import sys
+
+
+def _root(args):
+    root = args.root or os.environ.get("DATA", "")
+    if not root:
+        raise SystemExit("error: pass --root (the folder holding the datasets) or set $DATA")
+    return root
+
+
+def _opts(pairs):
+    pairs = pairs or []
+    if len(pairs) % 2:
+        raise SystemExit(f"error: --opts takes KEY VALUE pairs, got {pairs}")
+    return dict(zip(pairs[0::2], pairs[1::2]))
+
+
+def _known_names(names, allowed):
+    from vlprompt.engine.builtin.registry import closest_names
+
+    for name in names:
+        if name not in allowed:
+            close = closest_names(name, allowed, n=1, cutoff=0.0)
+            hint = f' Did you mean "{close[0]}"?' if close else ""
+            raise SystemExit(f"error: unknown dataset {name!r}.{hint} Known: {', '.join(allowed)}")
+
+
+def cmd_data_list(args):
+    from vlprompt.data.catalog import DATASETS
+
+    print(f"{'name':<20} {'folder under $DATA':<22} {'classes':>7} {'base/new':>9}   published train / val / test")
+    for info in DATASETS:
+        sizes = " / ".join("-" if n is None else f"{n:,}" for n in info.sizes)
+        base_new = "test only" if info.test_only else f"{info.base}/{info.new}"
+        print(f"{info.name:<20} {info.folder + '/':<22} {info.classes:>7} {base_new:>9}   {sizes}")
+    return 0
+
+
+def cmd_data_check(args):
+    from vlprompt.data.check import check, import_readers
+    from vlprompt.engine import DATASET_REGISTRY
+
+    import_readers()
+    if args.names:
+        _known_names(args.names, DATASET_REGISTRY.registered_names())
+    if args.json:
+        lines = []
+        reports, ok = check(_root(args), args.names, opts=_opts(args.opts), images=args.images, out=lines.append)
+        print(json.dumps({"ok": ok, "datasets": [r.as_dict() for r in reports]}, indent=2))
+    else:
+        _, ok = check(_root(args), args.names, opts=_opts(args.opts), images=args.images)
+    return 0 if ok else 1
+
+
+def cmd_data_download(args):
+    from vlprompt.data.catalog import CATALOG
+    from vlprompt.data.download import DownloadError, download, format_result
+
+    names = list(CATALOG) if args.names == ["all"] else args.names
+    _known_names(names, list(CATALOG))
+    root = _root(args)
+    status = 0
+    for name in names:
+        try:
+            result = download(name, root, mirror=args.mirror, keep_archives=args.keep_archives)
+        except DownloadError as e:
+            print(f"{name}: FAILED: {e}", file=sys.stderr)
+            status = 1
+            continue
+        print(format_result(result))
+        if not result.complete:
+            status = status or 2
+    if status != 1:
+        print(f"\nNext: vlprompt data check --root {root} {' '.join(names)}")
+    return status
+
+
+def add_data_commands(subparsers):
+    data = subparsers.add_parser("data", help="dataset preparation: list, check, download")
+    sub = data.add_subparsers(dest="data_command", metavar="{list,check,download}")
+    sub.required = True
+
+    p = sub.add_parser("list", help="the standard datasets, their folders and published sizes")
+    p.set_defaults(func=cmd_data_list)
+
+    p = sub.add_parser("check", help="report, per dataset, what is present, what is missing, the counts against "
+                       "the published ones and unreadable images (exit status 1 if a dataset is unusable)")
+    p.add_argument("names", nargs="*", metavar="NAME", help="datasets to check (default: the 15 standard ones)")
+    p.add_argument("--root", default="", help="the data root (default: $DATA)")
+    p.add_argument("--images", choices=("skip", "open", "decode"), default="open",
+                   help="open every image's header (default), fully decode it, or skip the image check")
+    p.add_argument("--json", action="store_true", help="print the reports as JSON")
+    p.add_argument("--opts", nargs="+", metavar="KEY VALUE",
+                   help="config options for the readers, e.g. DATASET.CUSTOM.DIR my_data (put last)")
+    p.set_defaults(func=cmd_data_check)
+
+    p = sub.add_parser("download", help="download and unpack a dataset where its sources allow it, or print what "
+                       "to fetch by hand (exit status 2 when something is left to do by hand)")
+    p.add_argument("names", nargs="+", metavar="NAME", help="dataset names, or 'all'")
+    p.add_argument("--root", default="", help="the data root (default: $DATA)")
+    p.add_argument("--mirror", default=None, help="fetch every file as <mirror>/<file name> instead")
+    p.add_argument("--keep-archives", action="store_true",
+                   help="keep the downloaded archives in <root>/.vlprompt-downloads")
+    p.set_defaults(func=cmd_data_download)
+
+
+COMMAND_GROUPS = [add_data_commands]
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="vlprompt", description="vlprompt: prompt learning for CLIP")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for add in COMMAND_GROUPS:
+        add(subparsers)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
