@@ -16,9 +16,11 @@ def _registered_classes(registry):
 
 
 def extend_cfg(cfg):
-    """Add DATASET.SUBSAMPLE_CLASSES and the keys of every registered trainer and dataset."""
+    """Add DATASET.SUBSAMPLE_CLASSES, TRAIN.CUDA_GRAPHS and the keys of every registered trainer and dataset."""
     if "SUBSAMPLE_CLASSES" not in cfg.DATASET:
         cfg.DATASET.SUBSAMPLE_CLASSES = "all"  # all, base or new
+    if "CUDA_GRAPHS" not in cfg.TRAIN:
+        cfg.TRAIN.CUDA_GRAPHS = True  # replay training steps from CUDA graphs on a GPU (vlprompt.trainer)
     seen = set()
     for cls in _registered_classes(TRAINER_REGISTRY) + _registered_classes(DATASET_REGISTRY):
         add = getattr(cls, "add_config", None)

@@ -26,10 +26,11 @@ class Precision:
     autocast_dtype: Optional[torch.dtype] = None
     use_grad_scaler: bool = False
 
-    def autocast(self):
+    def autocast(self, cache=True):
+        """The autocast context (a no-op without autocast). CUDA-graph capture needs cache=False."""
         if self.autocast_dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device_type, dtype=self.autocast_dtype)
+        return torch.autocast(device_type=self.device_type, dtype=self.autocast_dtype, cache_enabled=cache)
 
     def grad_scaler(self):
         if not self.use_grad_scaler:

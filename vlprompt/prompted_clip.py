@@ -97,7 +97,7 @@ class PromptedTextEncoder(nn.Module):
 
     def embed_tokens(self, token_ids):
         """Token embeddings of [N, L] ids, in the tower's dtype (as CoOp builds its prompt buffers)."""
-        return self.token_embedding(token_ids).to(self.dtype)
+        return self.token_embedding(token_ids.to(self.token_embedding.weight.device)).to(self.dtype)
 
     def forward(self, prompts, eot_indices, deep_prompts=None):
         """prompts [N, L, width] (L <= 77) -> text features [N, output_dim].

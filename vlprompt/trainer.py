@@ -9,7 +9,8 @@ A method's trainer says only what is specific to it:
 
 Shared here: precision (vlprompt.precision), freezing CLIP, optimizer/scheduler on the trainable
 module only, the NaN/Inf guard, per-epoch resume points, checkpoint loading with clear errors,
-evaluation with image-independent inputs computed once, and `result.json` for every test.
+evaluation with image-independent inputs computed once, `result.json` for every test, and on a GPU
+the training forward/backward replayed from CUDA graphs (`train_forward`).
 """
 import contextlib
 import datetime
@@ -24,6 +25,7 @@ import torch.nn.functional as F
 
 from . import __version__
 from .clip_loader import load_clip
+from .cuda_graphs import GraphedForward
 from .engine import ENGINE, TrainerX, build_lr_scheduler, build_optimizer, compute_accuracy, load_checkpoint
 from .engine import load_pretrained_weights
 from .fileio import write_json_atomic
@@ -53,7 +55,7 @@ class PromptTrainer(TrainerX):
 
     def compute_loss(self, image, label):
         """(loss, logits) for one training batch; logits may be None."""
-        logits = self.model(image)
+        logits = self.train_forward(image)
         return F.cross_entropy(logits, label), logits
 
     def adapt_checkpoint_state(self, state_dict):
@@ -147,6 +149,14 @@ class PromptTrainer(TrainerX):
         if (self.batch_idx + 1) == self.num_batches:
             self.update_lr()
         return summary
+
+    def train_forward(self, image):
+        """self.model(image) for a training step; on a GPU replayed from CUDA graphs (vlprompt.cuda_graphs).
+        TRAIN.CUDA_GRAPHS False turns that off."""
+        if getattr(self, "graphed_forward", None) is None:
+            self.graphed_forward = GraphedForward(self.model, self.precision,
+                                                  enabled=self.cfg.TRAIN.get("CUDA_GRAPHS", True))
+        return self.graphed_forward(image)
 
     def check_finite(self, loss):
         if not torch.isfinite(loss).all():

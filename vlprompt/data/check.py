@@ -134,7 +134,7 @@ def check_dataset(name, root, opts=None, images="open"):
         if not _check_layout(report, info, root):
             report.status = "missing"
             return report
-    if name not in DATASET_REGISTRY:
+    if name not in DATASET_REGISTRY.registered_names():
         report.status, report.error = "error", f"no reader registered under {name!r}"
         return report
     if not hasattr(DATASET_REGISTRY.get(name), "read_full"):
