@@ -1,0 +1,221 @@
+"""PACS (Li et al., ICCV 2017) for few-shot leave-one-domain-out domain generalization (MetaPrompt's
+protocol), and `FewShotDGDataset`, the base of the four DG readers (PACS, VLCS, OfficeHome, DomainNet).
+
+The protocol (MetaPrompt's PACSFS / VLCSFS / OfficeHomeFS / DomainNetFS readers, on Dassl's layouts):
+- one or more target domains are held out: --target-domains X (DATASET.TARGET_DOMAINS) or DATASET.ID i
+  (the original's convenience: target = domains[i]); the source domains are given with --source-domains
+  or default to all other domains, in the canonical order;
+- train = the source domains' training split, K shots per class *per source domain*; val = the source
+  domains' validation split, min(K, 4) shots per class per domain (unused for model selection);
+- test = the held-out domain, all of it (PACS, OfficeHome: train + val splits) or its test split (VLCS,
+  DomainNet), every image;
+- Datum.domain is the position of the image's domain in the source (or target) list, as in Dassl.
+
+Few-shot picks use Python's global `random` exactly as the original: for each source domain in order,
+for each label in first-appearance order within that domain, random.sample(items, K) (all items if
+fewer); first the train list, then the val list. They are cached in
+<dataset>/split_fewshot/<ID>_shot_<K>-seed_<S>.pkl (the original's name; ID is the target's index), in
+the validated cache format of vlprompt.data.fewshot.
+
+Registered as PACSFS (and VLCSFS, OfficeHomeFS, DomainNetFS): Dassl registers PACS, VLCS, OfficeHomeDG
+and DomainNet itself (its full-data readers), and a second registration under the same name fails.
+"""
+import os
+
+from vlprompt.data import BenchmarkDataset, DatasetLayoutError, MissingImagesError, data_root
+from vlprompt.data.fewshot import _describe, dump_datums, load_cache_if_valid, source_fingerprint
+from vlprompt.engine import DATASET_REGISTRY, Datum
+
+
+class FewShotDGDataset(BenchmarkDataset):
+    """The DG protocol above on vlprompt's reader base (errors that show the layout, `read_full` for
+    `vlprompt data check`). A reader sets the class attributes and `read_data(domains, split)`."""
+
+    dataset_dir = ""  # Dassl's folder name under DATASET.ROOT
+    dataset_dir_aliases = ()  # other names of that folder (those the MetaPrompt code uses), tried in order
+    domains = []  # canonical order: DATASET.ID indexes it
+    val_split = "val"  # split of the source domains used for validation
+    test_split = "test"  # split of the target domain(s) used for testing ("all": every image)
+    layout = ""  # the expected tree, shown in errors
+
+    @classmethod
+    def add_config(cls, cfg):
+        if "ID" not in cfg.DATASET:
+            cfg.DATASET.ID = -1  # >= 0: the target domain is domains[ID] (the MetaPrompt code's key)
+
+    @classmethod
+    def read_full(cls, cfg):
+        """Every domain's train / val / test images as on disk (the data checker); nothing written."""
+        self = cls.__new__(cls)
+        self.save_files = False
+        with self.explained_errors():
+            self.cfg, self.root = cfg, data_root(cfg)
+            self.dataset_dir = self.find_dataset_dir()
+            every = list(cls.domains)
+            return (self.read_data(every, "train"), self.read_data(every, self.val_split),
+                    self.read_data(every, self.test_split))
+
+    def setup(self, cfg):
+        self.cfg = cfg
+        self.root = data_root(cfg)
+        self.dataset_dir = self.find_dataset_dir()
+        self.split_fewshot_dir = os.path.join(self.dataset_dir, "split_fewshot")
+        self.source_domains, self.target_domains = self.resolve_domains(cfg)
+        print(f"{type(self).__name__}: source domains {self.source_domains}, target domain(s) {self.target_domains}")
+
+    def read_splits(self):
+        return (self.read_data(self.source_domains, "train"), self.read_data(self.source_domains, self.val_split),
+                self.read_data(self.target_domains, self.test_split))
+
+    def select(self, cfg, train, val, test):
+        """K shots per class per source domain (val: min(K, 4)), through the cache; test untouched."""
+        subsample = cfg.DATASET.get("SUBSAMPLE_CLASSES", "all")
+        if subsample != "all":
+            raise ValueError(f"{type(self).__name__} is a domain-generalization dataset: DATASET.SUBSAMPLE_CLASSES "
+                             f"must be 'all', got {subsample!r}")
+        train, val = self.fewshot_subsets(cfg, train, val)
+        return train, val, test
+
+    # ------------------------------------------------------------------------------------- domains
+    def resolve_domains(self, cfg):
+        """(source domains, target domains) from DATASET.TARGET_DOMAINS / SOURCE_DOMAINS / ID."""
+        name = type(self).__name__
+        targets = list(cfg.DATASET.TARGET_DOMAINS)
+        sources = list(cfg.DATASET.SOURCE_DOMAINS)
+        domain_id = int(cfg.DATASET.get("ID", -1))
+        if domain_id >= 0:
+            if domain_id >= len(self.domains):
+                raise ValueError(f"{name}: DATASET.ID {domain_id} is out of range: the domains are "
+                                 f"{list(enumerate(self.domains))}")
+            if targets and targets != [self.domains[domain_id]]:
+                raise ValueError(f"{name}: DATASET.ID {domain_id} selects the target domain "
+                                 f"{self.domains[domain_id]!r} but DATASET.TARGET_DOMAINS is {targets}; give one of "
+                                 "them (DATASET.ID -1 turns the ID off)")
+            targets = [self.domains[domain_id]]
+        if not targets:
+            raise ValueError(f"{name}: choose the held-out domain with --target-domains (one of {self.domains}) or "
+                             f"DATASET.ID (its index)")
+        self.is_input_domain_valid(targets)
+        self.is_input_domain_valid(sources)
+        if not sources:
+            sources = [d for d in self.domains if d not in targets]
+        overlap = sorted(set(sources) & set(targets))
+        if overlap:
+            raise ValueError(f"{name}: {overlap} is both a source and a target domain")
+        return sources, targets
+
+    # ------------------------------------------------------------------------------------ few-shot
+    def cache_name(self, num_shots, seed):
+        default_sources = [d for d in self.domains if d not in self.target_domains]
+        if len(self.target_domains) == 1 and self.source_domains == default_sources:
+            tag = str(self.domains.index(self.target_domains[0]))  # the original's DATASET.ID
+        else:
+            tag = f"{'+'.join(self.source_domains)}_to_{'+'.join(self.target_domains)}"
+        return f"{tag}_shot_{num_shots}-seed_{seed}.pkl"
+
+    def fewshot_per_domain(self, items, num_shots):
+        """K per label within each domain (domains, then labels, in first-appearance order)."""
+        output = []
+        for domain_items in self.split_dataset_by_domain(items).values():
+            output.extend(self.generate_fewshot_dataset(domain_items, num_shots=num_shots))
+        return output
+
+    def fewshot_subsets(self, cfg, train, val):
+        num_shots = cfg.DATASET.NUM_SHOTS
+        if num_shots < 1:
+            return train, val
+        path = os.path.join(self.split_fewshot_dir, self.cache_name(num_shots, cfg.SEED))
+        fingerprint = source_fingerprint(self.dataset_dir, train, val)
+        cached = load_cache_if_valid(path, self.dataset_dir, ["train", "val"], [train, val], fingerprint)
+        if cached is not None:
+            print(f"Loading preprocessed few-shot data from {path}")
+            return cached[0], cached[1]
+        train = self.fewshot_per_domain(train, num_shots)
+        val = self.fewshot_per_domain(val, min(num_shots, 4))
+        data = {"train": train, "val": val, "vlprompt": _describe(self.dataset_dir, num_shots, cfg.SEED, fingerprint)}
+        try:
+            print(f"Saving preprocessed few-shot data to {path}")
+            dump_datums(data, path)
+        except OSError as e:  # e.g. a read-only data root: the subset is still the right one
+            print(f"Note: could not write the few-shot cache {path} ({e}); continuing without it")
+        return train, val
+
+    # --------------------------------------------------------------------------------------- files
+    def read_data(self, domains, split):
+        """[Datum] of `split` ("train", the val split, the test split or "all") for `domains`."""
+        raise NotImplementedError
+
+    def find_dataset_dir(self):
+        names = (type(self).dataset_dir,) + tuple(self.dataset_dir_aliases)
+        for name in names:
+            path = os.path.join(self.root, name)
+            if os.path.isdir(path):
+                return path
+        tried = " or ".join(os.path.join(self.root, n) for n in names)
+        raise DatasetLayoutError(f"{type(self).__name__}: dataset folder not found: {tried}",
+                                 path=os.path.join(self.root, names[0]))
+
+    def read_image_list(self, path):
+        """(relative path, label) per line of a "<path> <label>" split file."""
+        items = []
+        for number, line in enumerate(self.read_lines(path, "split file"), 1):
+            parts = line.split(" ")
+            if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+                raise self.format_error(path, f"line {number}: expected '<image path> <label>', got {line!r}")
+            items.append((parts[0], int(parts[1])))
+        return items
+
+    def datums(self, entries, source):
+        """Datum per (image path, label, domain, class name), after checking that every image exists."""
+        missing = [e[0] for e in entries if not os.path.isfile(e[0])]
+        if missing:
+            raise MissingImagesError(missing, len(entries), source)
+        return [Datum(impath=p, label=label, domain=domain, classname=cname) for p, label, domain, cname in entries]
+
+    def read_class_folders(self, directory):
+        """(image path, label, folder) for <directory>/<class folder>/*.jpg; label = index of the folder
+        among the sorted folders (Dassl's rule); images sorted by name (Dassl takes glob's order, which
+        depends on the file system)."""
+        self.require(directory, "image folder")
+        folders = sorted(f for f in os.listdir(directory) if not f.startswith("."))
+        items = []
+        for label, folder in enumerate(folders):
+            folder_dir = os.path.join(directory, folder)
+            names = sorted(f for f in os.listdir(folder_dir) if f.endswith(".jpg") and not f.startswith("."))
+            items.extend((os.path.join(folder_dir, name), label, folder) for name in names)
+        return items
+
+
+@DATASET_REGISTRY.register()
+class PACSFS(FewShotDGDataset):
+    """PACS: 7 classes (dog, elephant, giraffe, guitar, horse, house, person), 4 domains.
+
+    Test: all of the held-out domain (its train + crossval lists); val: the sources' crossval lists.
+    Labels in the split files are 1-based; class names are the folder names.
+    """
+
+    dataset_dir = "pacs"
+    domains = ["art_painting", "cartoon", "photo", "sketch"]
+    val_split = "crossval"
+    test_split = "all"
+    # Listed in the split files but unreadable; Dassl skips it.
+    error_paths = ["sketch/dog/n02103406_4068-1.png"]
+    layout = """\
+pacs/
+    images/<domain>/<class>/<file>     domains art_painting, cartoon, photo, sketch; classes dog, elephant,
+                                       giraffe, guitar, horse, house, person
+    splits/<domain>_train_kfold.txt    "<domain>/<class>/<file> <label 1..7>" per line
+    splits/<domain>_crossval_kfold.txt (and <domain>_test_kfold.txt, unused)
+"""
+
+    def read_data(self, domains, split):
+        image_dir = self.require(os.path.join(self.dataset_dir, "images"), "image folder")
+        parts = ["train", "crossval"] if split == "all" else [split]
+        entries, sources = [], []
+        for domain, name in enumerate(domains):
+            for part in parts:
+                split_file = os.path.join(self.dataset_dir, "splits", f"{name}_{part}_kfold.txt")
+                sources.append(split_file)
+                entries.extend((os.path.join(image_dir, impath), label - 1, domain, impath.split("/")[-2])
+                               for impath, label in self.read_image_list(split_file) if impath not in self.error_paths)
+        return self.datums(entries, " and ".join(sources))
