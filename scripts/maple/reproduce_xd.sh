@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# MaPLe: evaluate released ImageNet weights of one seed on all classes of DATASET (cross-dataset /
+# domain generalization; output/evaluation/..., where xd_test.sh writes).
+# WEIGHTSPATH: the unzipped ImageNet folder, holding seed<SEED>/<Name>/model.pth.tar-N.
+# Usage: DATA=/path/to/datasets bash scripts/maple/reproduce_xd.sh DATASET SEED WEIGHTSPATH [KEY VALUE ...]
+source "$(dirname "${BASH_SOURCE[0]}")/../_reproduce.sh"
+[ $# -ge 3 ] || usage "DATASET SEED WEIGHTSPATH [KEY VALUE ...]"
+reproduce_xd "${TRAINER:-MaPLe}" "${CFG:-vit_b16_c2_ep5_batch4_2ctx_cross_datasets}" "$@"

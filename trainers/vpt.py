@@ -1,0 +1,82 @@
+"""VPT: Deep Vision Prompting (Jia et al., "Visual Prompt Tuning", ECCV 2022), as the MaPLe paper's baseline.
+
+Only the image tower is prompted: V (N_CTX_VISION tokens) appended after the patch tokens at the input,
+and new learnable V^i replacing them just before vision block i, 1 <= i < J (PROMPT_DEPTH_VISION >= 1),
+all N(0, 0.02^2) at the start. The class side is fixed: CLIP's features of the hand-crafted prompt
+"a photo of a {class}." (CTX_INIT is not used, as in the original).
+
+    p(y = k | x) = softmax_k( exp(s) * cos(f(x; V, V^1..), g("a photo of a CLASS_k.")) )
+
+The text features are encoded once (at the first forward, on the model's device) and the prompts
+are image-independent, so evaluation computes both once.
+
+The original kept V and V^i inside CLIP's vision modules (image_encoder.VPT,
+image_encoder.transformer.resblocks.<i>.VPT_shallow) and registered the whole model as "prompt_learner";
+here the prompt learner holds just them (`input_prompts`, `layer_prompts.<i>`), under that folder name,
+and the released checkpoints are renamed onto them when loaded.
+"""
+import torch
+
+from trainers.independentVL import VisionPrompts, original_vision_prompt_name
+from trainers.maple import full_model_to_prompt_learner, is_full_model_state
+from vlprompt.classifier import PromptedCLIP, scaled_cosine_logits
+from vlprompt.config import ensure_node, set_default
+from vlprompt.engine import TRAINER_REGISTRY
+from vlprompt.prompts import encode_class_templates
+from vlprompt.trainer import PromptTrainer
+
+HAND_CRAFTED_PROMPT = "a photo of a {}."
+
+
+class VPTCLIP(PromptedCLIP):
+    def __init__(self, clip_model, classnames, n_ctx=8, prompt_depth=12):
+        super().__init__(clip_model)
+        if prompt_depth < 1:
+            raise ValueError("PROMPT_DEPTH_VISION must be >= 1 for vision prompting")
+        self.prompt_learner = VisionPrompts(self.image_encoder, n_ctx, prompt_depth)
+        self.classnames = list(classnames)
+        print("Vision Prompting Design")
+        print(f"Number of context words (tokens) for Vision prompting: {n_ctx}")
+        print(f'Using fixed hand-crafted prompts: "{HAND_CRAFTED_PROMPT}"')
+        self._text_features = None
+
+    def fixed_text_features(self):
+        """g("a photo of a CLASS_k."), encoded once on the model's device, outside any autocast."""
+        device = self.logit_scale.device
+        if self._text_features is None or self._text_features.device != device:
+            with torch.autocast(device_type=device.type, enabled=False):
+                self._text_features = encode_class_templates(self.text_encoder, self.classnames,
+                                                             [HAND_CRAFTED_PROMPT])
+        return self._text_features
+
+    def static_inputs(self):
+        vision_prompts, deep_vision = self.prompt_learner()
+        return self.fixed_text_features(), vision_prompts, deep_vision
+
+    def logits(self, image, static):
+        text_features, vision_prompts, deep_vision = static
+        image_features = self.image_encoder(image, vision_prompts, deep_vision)
+        return scaled_cosine_logits(image_features, text_features, self.logit_scale)
+
+
+@TRAINER_REGISTRY.register()
+class VPT(PromptTrainer):
+    CONFIG_NODE = "VPT"
+    CHECKPOINT_NAME = "prompt_learner"
+
+    @classmethod
+    def add_config(cls, cfg):
+        node = ensure_node(cfg, cls.CONFIG_NODE)
+        set_default(node, "N_CTX_VISION", 2)
+        set_default(node, "CTX_INIT", "a photo of a")  # not used (the text prompts are fixed), as in the original
+        set_default(node, "PREC", "fp16")
+        set_default(node, "PROMPT_DEPTH_VISION", 1)
+
+    def build_custom_model(self, clip_model, classnames):
+        c = self.method_cfg
+        return VPTCLIP(clip_model, classnames, c.N_CTX_VISION, c.PROMPT_DEPTH_VISION)
+
+    def adapt_checkpoint_state(self, state_dict):
+        if is_full_model_state(state_dict):
+            return full_model_to_prompt_learner(state_dict, self.model, original_vision_prompt_name)
+        return state_dict
