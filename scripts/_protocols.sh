@@ -41,6 +41,18 @@ job_done() { [ -f "$1/result.json" ]; }
 
 skip_notice() { echo "The results exist at $1 (so skip this job)"; }
 
+# A finished evaluation in DIR may be skipped only if it evaluated MODEL_DIR: results of other weights
+# (e.g. your own training run, written by base2new_test.sh to the same test_new folder) must not be
+# reported as the released weights' (or the other way round).
+same_model_or_die() {
+    local dir=$1 model_dir=$2 same
+    same=$("$PYTHON" -c 'import json, os, sys
+evaluated = json.load(open(sys.argv[1])).get("model_dir") or ""
+print("yes" if evaluated and os.path.realpath(evaluated) == os.path.realpath(sys.argv[2]) else evaluated or "a training run")' \
+        "$dir/result.json" "$model_dir") || die "cannot read $dir/result.json"
+    [ "$same" = "yes" ] || die "$dir already holds the results of another model ($same), not of $model_dir: move that folder away, or set OUTPUT to another output root"
+}
+
 # The epoch a finished training run saved last (what its config trained), or $LOADEP.
 trained_epoch() {
     local dir=$1 pointer name
@@ -84,7 +96,7 @@ base2new_test() {
     local shots=${SHOTS:-16}
     local tail="$dataset/shots_$shots/$trainer/$cfg/seed$seed"
     local model_dir="$OUTPUT/base2new/train_base/$tail" dir="$OUTPUT/base2new/test_new/$tail"
-    if job_done "$dir"; then skip_notice "$dir"; return 0; fi
+    if job_done "$dir"; then same_model_or_die "$dir" "$model_dir"; skip_notice "$dir"; return 0; fi
     local epoch; epoch=$(trained_epoch "$model_dir")
     train_py --root "$DATA" --seed "$seed" --trainer "$trainer" \
         --dataset-config-file "$DATASET_CFG_FILE" --config-file "$TRAINER_CFG_FILE" \
@@ -114,7 +126,7 @@ xd_test() {
     local shots=${SHOTS:-16} source=${SOURCE_DATASET:-imagenet}
     local model_dir="$OUTPUT/$source/$trainer/${cfg}_${shots}shots/seed$seed"
     local dir="$OUTPUT/evaluation/$trainer/${cfg}_${shots}shots/$dataset/seed$seed"
-    if job_done "$dir"; then skip_notice "$dir"; return 0; fi
+    if job_done "$dir"; then same_model_or_die "$dir" "$model_dir"; skip_notice "$dir"; return 0; fi
     local epoch; epoch=$(trained_epoch "$model_dir")
     train_py --root "$DATA" --seed "$seed" --trainer "$trainer" \
         --dataset-config-file "$DATASET_CFG_FILE" --config-file "$TRAINER_CFG_FILE" \

@@ -1,5 +1,6 @@
 """The bash scripts, end to end, on a generated Caltech101 with the tiny CLIP (CoCoOp base-to-new,
 CoOp few-shot, zero-shot CLIP): output tree, result files, skipping and resuming."""
+import json
 import os
 
 from helpers import fast_opts, read_result, run_script
@@ -29,3 +30,11 @@ def test_cocoop_base2new_train_then_test(tmp_path, caltech_root, tiny_clip_path)
 
     again = run_script("cocoop/base2new_train.sh", "caltech101", 1, *opts, data=caltech_root, output=out)
     assert "so skip this job" in again.stdout
+
+    # A test_new folder holding another model's results (e.g. reproduce.sh of released weights) is
+    # not passed off as this training run's: the script stops instead of skipping.
+    result_file = test_dir / "result.json"
+    other = dict(new, model_dir=str(tmp_path / "released/caltech101/base/seed1"))
+    result_file.write_text(json.dumps(other))
+    clash = run_script("cocoop/base2new_test.sh", "caltech101", 1, *opts, data=caltech_root, output=out, check=False)
+    assert clash.returncode == 2 and "already holds the results of another model" in clash.stderr
