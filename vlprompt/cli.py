@@ -3,6 +3,7 @@
     vlprompt data list
     vlprompt data check --root $DATA [NAMES...] [--images skip|open|decode] [--json]
     vlprompt data download NAME [NAME...] --root $DATA [--mirror URL] [--keep-archives]
+    vlprompt results {base2new,xd,dg} OUTPUT [--trainer T] [--config CFG] [--shots K] [--paper NAME] [--out DIR]
 
 Commands are argparse sub-parsers: a new command group is a function `add_<group>_commands(subparsers)`
 listed in COMMAND_GROUPS; each command sets `func(args) -> exit status`.
@@ -116,7 +117,34 @@ def add_data_commands(subparsers):
     p.set_defaults(func=cmd_data_download)
 
 
-COMMAND_GROUPS = [add_data_commands]
+def cmd_results(args):
+    from vlprompt.paper_numbers import BASE2NEW
+    from vlprompt.results import build
+
+    if args.paper and args.paper not in BASE2NEW:
+        raise SystemExit(f"error: unknown --paper {args.paper!r}; choose one of {sorted(BASE2NEW)}")
+    if not os.path.isdir(args.output):
+        raise SystemExit(f"error: no output directory {args.output}")
+    tables = build(args.protocol, args.output, args.out, args.trainer, args.config, args.shots, args.paper)
+    return 0 if tables else 1
+
+
+def add_results_commands(subparsers):
+    p = subparsers.add_parser("results", help="tables built from the runs' result.json files, next to the papers' "
+                              "numbers (Markdown, CSV and an SVG plot)")
+    p.add_argument("protocol", choices=("base2new", "xd", "dg"),
+                   help="base2new: base/new/HM per dataset; xd: cross-dataset and ImageNet-variant accuracy; "
+                   "dg: MetaPrompt's leave-one-domain-out")
+    p.add_argument("output", help="the scripts' output root (e.g. output/)")
+    p.add_argument("--trainer", default=None, help="only this method (default: a table per method and config)")
+    p.add_argument("--config", default=None, help="only this config name")
+    p.add_argument("--shots", type=int, default=None, help="only this number of shots")
+    p.add_argument("--paper", default=None, help="the paper row to compare with (default: from the trainer)")
+    p.add_argument("--out", default=None, help="where to write the tables (default: OUTPUT/tables)")
+    p.set_defaults(func=cmd_results)
+
+
+COMMAND_GROUPS = [add_data_commands, add_results_commands]
 
 
 def build_parser():
