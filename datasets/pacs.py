@@ -23,7 +23,7 @@ and DomainNet itself (its full-data readers), and a second registration under th
 import os
 
 from vlprompt.data import BenchmarkDataset, DatasetLayoutError, MissingImagesError, data_root
-from vlprompt.data.fewshot import _describe, dump_datums, load_cache_if_valid, source_fingerprint
+from vlprompt.data.fewshot import fewshot_subsets
 from vlprompt.engine import DATASET_REGISTRY, Datum
 
 
@@ -121,24 +121,10 @@ class FewShotDGDataset(BenchmarkDataset):
         return output
 
     def fewshot_subsets(self, cfg, train, val):
+        """K shots per class per source domain (val: min(K, 4)), through the shared validated cache."""
         num_shots = cfg.DATASET.NUM_SHOTS
-        if num_shots < 1:
-            return train, val
-        path = os.path.join(self.split_fewshot_dir, self.cache_name(num_shots, cfg.SEED))
-        fingerprint = source_fingerprint(self.dataset_dir, train, val)
-        cached = load_cache_if_valid(path, self.dataset_dir, ["train", "val"], [train, val], fingerprint)
-        if cached is not None:
-            print(f"Loading preprocessed few-shot data from {path}")
-            return cached[0], cached[1]
-        train = self.fewshot_per_domain(train, num_shots)
-        val = self.fewshot_per_domain(val, min(num_shots, 4))
-        data = {"train": train, "val": val, "vlprompt": _describe(self.dataset_dir, num_shots, cfg.SEED, fingerprint)}
-        try:
-            print(f"Saving preprocessed few-shot data to {path}")
-            dump_datums(data, path)
-        except OSError as e:  # e.g. a read-only data root: the subset is still the right one
-            print(f"Note: could not write the few-shot cache {path} ({e}); continuing without it")
-        return train, val
+        return fewshot_subsets(self, num_shots, cfg.SEED, self.split_fewshot_dir, train, val,
+                               cache_name=self.cache_name(num_shots, cfg.SEED), sample=self.fewshot_per_domain)
 
     # --------------------------------------------------------------------------------------- files
     def read_data(self, domains, split):

@@ -8,7 +8,6 @@ import torch
 import torch.nn.functional as F
 
 from vlprompt.clip_loader import clip
-from vlprompt.prompts import ClassPrompts
 from vlprompt.trainer import CheckpointMismatch
 
 from helpers import REPO_ROOT, fast_opts, read_result, run_script, run_train

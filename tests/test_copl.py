@@ -18,15 +18,6 @@ CLASSNAMES = ["accordion", "anchor", "barrel"]
 N_PATCHES = 16  # 32 px images, patch 8
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These models are tiny. On a shared 2-core machine two threads oversubscribe it, and the tests
-    run 10-20 times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def build(clip_model, patch_features="after_proj", score="scaled_dot", combine="add", ctx_init="a photo of a",
           n_ctx=4, classnames=CLASSNAMES, prompt_batch=8192, seed=0):

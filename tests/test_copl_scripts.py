@@ -3,12 +3,10 @@ cross-dataset test of a source model that xd_train.sh and few_shot.sh both locat
 TRAINER.COPL options so that their extra tensors go through a checkpoint."""
 import os
 
-import torch
 from helpers import REPO_ROOT, fast_opts, read_result, run_script, run_train
 from vlprompt.engine import load_checkpoint
 
 CFG = "vit_b16_c4_ep10_batch1_ctxv1"
-ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # tiny models on a shared 2-core machine: threads only oversubscribe it
 
 
 def checkpoint_keys(run_dir, epoch):
@@ -19,7 +17,7 @@ def checkpoint_keys(run_dir, epoch):
 def test_copl_base2new_train_then_test(tmp_path, caltech_root, tiny_clip_path):
     out = tmp_path / "output"
     opts = fast_opts(tiny_clip_path, epochs=1)
-    run_script("copl/base2new_train.sh", "caltech101", 1, *opts, data=caltech_root, output=out, env=ONE_THREAD)
+    run_script("copl/base2new_train.sh", "caltech101", 1, *opts, data=caltech_root, output=out)
     train_dir = out / "base2new/train_base/caltech101/shots_16/CoPL" / CFG / "seed1"
     base = read_result(train_dir)
     assert base["method"] == "CoPL" and base["config"] == CFG and base["subsample"] == "base"
@@ -30,7 +28,7 @@ def test_copl_base2new_train_then_test(tmp_path, caltech_root, tiny_clip_path):
     assert "Finish training" in log and "* accuracy:" in log
     assert "patch features into a 48-d Meta-Net, score scaled_dot, combine add" in log
 
-    run_script("copl/base2new_test.sh", "caltech101", 1, *opts, data=caltech_root, output=out, env=ONE_THREAD)
+    run_script("copl/base2new_test.sh", "caltech101", 1, *opts, data=caltech_root, output=out)
     new = read_result(out / "base2new/test_new/caltech101/shots_16/CoPL" / CFG / "seed1")
     assert new["subsample"] == "new" and new["mode"] == "eval-only" and new["load_epoch"] == 1
     assert new["checkpoint"]["path"] == str(train_dir / "prompt_learner/model.pth.tar-1")
@@ -42,21 +40,16 @@ def test_copl_base2new_train_then_test(tmp_path, caltech_root, tiny_clip_path):
 
 def test_copl_cross_dataset_and_few_shot_scripts(tmp_path, caltech_root, tiny_clip_path):
     out = tmp_path / "output"
-    env = dict(ONE_THREAD, SOURCE_DATASET="caltech101", SHOTS="2")
+    env = dict(SOURCE_DATASET="caltech101", SHOTS="2")
     opts = fast_opts(tiny_clip_path, epochs=1, TRAINER__COPL__PATCH_FEATURES="before_proj",
                      TRAINER__COPL__SCORE="general", TRAINER__COPL__COMBINE="tanh")
     # The source model (Caltech101 standing in for ImageNet) is trained in this process to save a
     # start-up; xd_train.sh and few_shot.sh must then find it finished at the path they compute.
     source_dir = out / "caltech101/CoPL" / f"{CFG}_2shots" / "seed1"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        run_train(["--root", caltech_root, "--seed", 1, "--trainer", "CoPL",
-                   "--dataset-config-file", os.path.join(REPO_ROOT, "configs/datasets/caltech101.yaml"),
-                   "--config-file", os.path.join(REPO_ROOT, "configs/trainers/CoPL", f"{CFG}.yaml"),
-                   "--output-dir", source_dir, "DATASET.NUM_SHOTS", 2, *opts])
-    finally:
-        torch.set_num_threads(threads)
+    run_train(["--root", caltech_root, "--seed", 1, "--trainer", "CoPL",
+               "--dataset-config-file", os.path.join(REPO_ROOT, "configs/datasets/caltech101.yaml"),
+               "--config-file", os.path.join(REPO_ROOT, "configs/trainers/CoPL", f"{CFG}.yaml"),
+               "--output-dir", source_dir, "DATASET.NUM_SHOTS", 2, *opts])
     source = read_result(source_dir)
     assert source["num_classes"] == 10 and source["shots"] == 2 and source["subsample"] == "all"
     assert {"align.weight", "combine.weight", "combine.bias"} <= checkpoint_keys(source_dir, 1)

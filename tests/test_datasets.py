@@ -145,7 +145,7 @@ def test_missing_listed_image_gives_one_error_naming_it(name, tmp_path):
         read(spec)
     message = str(err.value)
     assert victims[0] in message or victims[1] in message
-    assert f"2 of " in message and "Expected layout" in message
+    assert "2 of " in message and "Expected layout" in message
     assert sorted(err.value.missing) == sorted(victims)
 
 

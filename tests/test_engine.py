@@ -12,7 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vlprompt.config import build_config
-from vlprompt.engine import (DATASET_REGISTRY, TRAINER_REGISTRY, Datum, DatasetBase, TrainerX, build_data_loader,
+from vlprompt.engine import (TRAINER_REGISTRY, Datum, DatasetBase, TrainerX, build_data_loader,
                              build_lr_scheduler, build_optimizer, build_trainer, build_transform, get_cfg_default)
 from vlprompt.engine.builtin.config import ConfigKeyError
 from vlprompt.engine.builtin.evaluation import Classification, macro_f1_score

@@ -33,13 +33,6 @@ CONFIGS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def original_prompt_tensors(method, seed=0, depth=None):
     """{original key: tensor} for the prompts of a released checkpoint (dtypes as the originals'

@@ -13,13 +13,6 @@ from vlprompt.clip_loader import clip, tokenize
 CLASSNAMES = ["face", "leopard", "motorbike", "grand_piano", "ant"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def build(method, clip_model, classnames=CLASSNAMES):
     """The four configurations of the MaPLe paper (reference C.7), at their config values."""

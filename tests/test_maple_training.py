@@ -20,13 +20,6 @@ CONFIGS = {
 N_BASE = 5  # base classes of the generated Caltech101: chance is 20%
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def build_trainer(method, out, data, clip_path, prec, epochs, lr=None, test_batch=50, warmup=1, batch=4):
     trainer_name, node, config, _ = CONFIGS[method]

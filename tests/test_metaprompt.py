@@ -23,15 +23,6 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 B2N_CONFIG = "MetaPrompt/vit_b16_c2_ep8_batch16_2+2ctx"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """The tiny model runs faster on one thread (and the machine is shared)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def make_trainer(root, clip_path, out, dataset, config, trainer="MetaPrompt", **opts):
     options = fast_opts(clip_path, **opts) + ["DATASET.ROOT", root, "OUTPUT_DIR", out, "TRAINER.NAME", trainer,
                                               "TRAINER.META.PREC", "fp32", "SEED", "1"]

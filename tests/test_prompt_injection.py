@@ -19,13 +19,6 @@ from vlprompt.clip_loader import tokenize
 CLASSNAMES = ["face", "leopard", "motorbike", "grand_piano"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @torch.no_grad()
 def reference_text_features(clip_model, texts, ctx, deep):

@@ -11,8 +11,6 @@ The original runs the text encoder once per image in a Python loop. Here the pro
 images are encoded together, image-major, in chunks of at most TRAINER.COCOOP.PROMPT_BATCH sequences
 (a vlprompt addition that bounds memory; the result is the same as the loop).
 """
-from collections import OrderedDict
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -20,7 +18,7 @@ import torch.nn.functional as F
 from vlprompt.classifier import PromptedCLIP
 from vlprompt.config import ensure_node, set_default
 from vlprompt.engine import TRAINER_REGISTRY
-from vlprompt.prompts import ClassPrompts, context_from_phrase, encode_per_image_prompts, random_context
+from vlprompt.prompts import ClassPrompts, encode_per_image_prompts, learnable_context, meta_net
 from vlprompt.trainer import PromptTrainer
 
 
@@ -29,22 +27,9 @@ class PromptLearner(nn.Module):
 
     def __init__(self, text_encoder, classnames, vis_dim, n_ctx=16, ctx_init=""):
         super().__init__()
-        dtype = text_encoder.dtype
-        width = text_encoder.width
-        if ctx_init:
-            ctx_vectors, n_ctx = context_from_phrase(text_encoder, ctx_init)
-            prompt_prefix = ctx_init.replace("_", " ")
-        else:
-            ctx_vectors = random_context(n_ctx, width, dtype=dtype)
-            prompt_prefix = " ".join(["X"] * n_ctx)
-        print(f'Initial context: "{prompt_prefix}"')
-        print(f"Number of context words (tokens): {n_ctx}")
-        self.ctx = nn.Parameter(ctx_vectors.to(dtype))
-        self.meta_net = nn.Sequential(OrderedDict([
-            ("linear1", nn.Linear(vis_dim, vis_dim // 16)),
-            ("relu", nn.ReLU(inplace=True)),
-            ("linear2", nn.Linear(vis_dim // 16, width)),
-        ])).to(dtype)
+        ctx_vectors, n_ctx, prompt_prefix = learnable_context(text_encoder, n_ctx, ctx_init)
+        self.ctx = nn.Parameter(ctx_vectors)
+        self.meta_net = meta_net(vis_dim, text_encoder.width, text_encoder.dtype)
         self.class_prompts = ClassPrompts(text_encoder, classnames, prompt_prefix, n_ctx)
 
     @property

@@ -15,7 +15,7 @@ import torch.nn as nn
 from vlprompt.classifier import PromptedCLIP, scaled_cosine_logits
 from vlprompt.config import ensure_node, set_default
 from vlprompt.engine import TRAINER_REGISTRY
-from vlprompt.prompts import ClassPrompts, context_from_phrase, random_context
+from vlprompt.prompts import ClassPrompts, learnable_context
 from vlprompt.trainer import PromptTrainer
 
 
@@ -28,21 +28,9 @@ class PromptLearner(nn.Module):
 
     def __init__(self, text_encoder, classnames, n_ctx=16, ctx_init="", csc=False, class_token_position="end"):
         super().__init__()
-        dtype = text_encoder.dtype
-        if ctx_init:
-            ctx_vectors, n_ctx = context_from_phrase(text_encoder, ctx_init)
-            prompt_prefix = ctx_init.replace("_", " ")
-        else:
-            if csc:
-                print("Initializing class-specific contexts")
-                ctx_vectors = random_context(len(classnames), n_ctx, text_encoder.width, dtype=dtype)
-            else:
-                print("Initializing a generic context")
-                ctx_vectors = random_context(n_ctx, text_encoder.width, dtype=dtype)
-            prompt_prefix = " ".join(["X"] * n_ctx)
-        print(f'Initial context: "{prompt_prefix}"')
-        print(f"Number of context words (tokens): {n_ctx}")
-        self.ctx = nn.Parameter(ctx_vectors.to(dtype))
+        ctx_vectors, n_ctx, prompt_prefix = learnable_context(text_encoder, n_ctx, ctx_init,
+                                                              n_cls=len(classnames) if csc else None)
+        self.ctx = nn.Parameter(ctx_vectors)
         self.class_prompts = ClassPrompts(text_encoder, classnames, prompt_prefix, n_ctx, class_token_position)
 
     @property

@@ -44,7 +44,6 @@ image-major, several images per text-tower call and at most TRAINER.COPL.PROMPT_
 call (as CoCoOp does here), never one call per image.
 """
 import math
-from collections import OrderedDict
 
 import torch
 import torch.nn as nn
@@ -53,7 +52,7 @@ import torch.nn.functional as F
 from vlprompt.classifier import PromptedCLIP
 from vlprompt.config import ensure_node, set_default
 from vlprompt.engine import TRAINER_REGISTRY
-from vlprompt.prompts import ClassPrompts, context_from_phrase, encode_per_image_prompts, random_context
+from vlprompt.prompts import ClassPrompts, encode_per_image_prompts, learnable_context, meta_net
 from vlprompt.trainer import PromptTrainer
 
 PATCH_FEATURES = ("after_proj", "before_proj")
@@ -79,23 +78,12 @@ class PromptLearner(nn.Module):
         check_choice("combine", combine, COMBINES)
         dtype = text_encoder.dtype
         width = text_encoder.width
-        if ctx_init:
-            ctx_vectors, n_ctx = context_from_phrase(text_encoder, ctx_init)
-            prompt_prefix = ctx_init.replace("_", " ")
-        else:
-            ctx_vectors = random_context(n_ctx, width, dtype=dtype)
-            prompt_prefix = " ".join(["X"] * n_ctx)
-        print(f'Initial context: "{prompt_prefix}"')
-        print(f"Number of context words (tokens): {n_ctx}")
+        ctx_vectors, n_ctx, prompt_prefix = learnable_context(text_encoder, n_ctx, ctx_init)
         print(f"CoPL: patch features into a {patch_dim}-d Meta-Net, score {score}, combine {combine}")
         self.score_kind = score
         self.combine_kind = combine
-        self.ctx = nn.Parameter(ctx_vectors.to(dtype))
-        self.meta_net = nn.Sequential(OrderedDict([
-            ("linear1", nn.Linear(patch_dim, patch_dim // 16)),
-            ("relu", nn.ReLU(inplace=True)),
-            ("linear2", nn.Linear(patch_dim // 16, width)),
-        ])).to(dtype)
+        self.ctx = nn.Parameter(ctx_vectors)
+        self.meta_net = meta_net(patch_dim, width, dtype)
         if score == "general":
             # W_a = 0 gives uniform attention at the start, so training begins at the CoCoOp-like model.
             self.align = nn.Linear(patch_dim, width, bias=False).to(dtype)

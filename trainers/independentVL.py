@@ -22,7 +22,7 @@ import re
 import torch.nn as nn
 
 from trainers.maple import check_prompt_depth, full_model_to_prompt_learner, is_full_model_state, text_context
-from vlprompt.classifier import PromptedCLIP, scaled_cosine_logits
+from vlprompt.classifier import VisionLanguagePromptedCLIP
 from vlprompt.config import ensure_node, set_default
 from vlprompt.engine import TRAINER_REGISTRY
 from vlprompt.prompts import ClassPrompts, random_context
@@ -95,23 +95,14 @@ class VLPromptLearner(nn.Module):
                 vision_prompts, deep_vision)
 
 
-class IVLPCLIP(PromptedCLIP):
+class IVLPCLIP(VisionLanguagePromptedCLIP):
+    """Static inputs: the class text features g(t_k; P^i) and the vision prompts V, V^i."""
+
     def __init__(self, clip_model, classnames, n_ctx_text=2, n_ctx_vision=2, ctx_init="a photo of a",
                  depth_text=9, depth_vision=9):
         super().__init__(clip_model)
         self.prompt_learner = VLPromptLearner(self.text_encoder, self.image_encoder, classnames, n_ctx_text,
                                               n_ctx_vision, ctx_init, depth_text, depth_vision)
-
-    def static_inputs(self):
-        """g(t_k; P^i) for every class, and the vision prompts V, V^i."""
-        prompts, deep_text, vision_prompts, deep_vision = self.prompt_learner()
-        text_features = self.text_encoder(prompts, self.prompt_learner.eot_indices, deep_text)
-        return text_features, vision_prompts, deep_vision
-
-    def logits(self, image, static):
-        text_features, vision_prompts, deep_vision = static
-        image_features = self.image_encoder(image, vision_prompts, deep_vision)
-        return scaled_cosine_logits(image_features, text_features, self.logit_scale)
 
 
 # ------------------------------------------------------------------ the originals' checkpoints

@@ -28,7 +28,7 @@ import copy
 
 import torch.nn as nn
 
-from vlprompt.classifier import PromptedCLIP, scaled_cosine_logits
+from vlprompt.classifier import VisionLanguagePromptedCLIP
 from vlprompt.clip_loader import bpe_length
 from vlprompt.config import ensure_node, set_default
 from vlprompt.engine import TRAINER_REGISTRY
@@ -98,22 +98,13 @@ class MultiModalPromptLearner(nn.Module):
         return self.class_prompts(self.ctx), deep_text, self.proj(self.ctx), deep_vision
 
 
-class MaPLeCLIP(PromptedCLIP):
+class MaPLeCLIP(VisionLanguagePromptedCLIP):
+    """Static inputs: the class text features g(t_k; P^i) and the vision prompts P~, P~^i."""
+
     def __init__(self, clip_model, classnames, n_ctx=2, ctx_init="a photo of a", prompt_depth=9):
         super().__init__(clip_model)
         self.prompt_learner = MultiModalPromptLearner(self.text_encoder, self.image_encoder, classnames, n_ctx,
                                                       ctx_init, prompt_depth)
-
-    def static_inputs(self):
-        """g(t_k; P^i) for every class, and the vision prompts P~, P~^i."""
-        prompts, deep_text, vision_prompts, deep_vision = self.prompt_learner()
-        text_features = self.text_encoder(prompts, self.prompt_learner.eot_indices, deep_text)
-        return text_features, vision_prompts, deep_vision
-
-    def logits(self, image, static):
-        text_features, vision_prompts, deep_vision = static
-        image_features = self.image_encoder(image, vision_prompts, deep_vision)
-        return scaled_cosine_logits(image_features, text_features, self.logit_scale)
 
 
 # ------------------------------------------------------------------ the originals' checkpoints

@@ -54,3 +54,19 @@ class PromptedCLIP(nn.Module):
             yield
         finally:
             self._static_cache = None
+
+
+class VisionLanguagePromptedCLIP(PromptedCLIP):
+    """Prompts in both towers (MaPLe, IVLP): `prompt_learner()` returns (class prompts [n_cls, L, width],
+    per-layer text prompts, vision prompts [n, vision width] or None, per-layer vision prompts).
+    None of them depends on the image, so they and the class text features are static inputs."""
+
+    def static_inputs(self):
+        prompts, deep_text, vision_prompts, deep_vision = self.prompt_learner()
+        text_features = self.text_encoder(prompts, self.prompt_learner.eot_indices, deep_text)
+        return text_features, vision_prompts, deep_vision
+
+    def logits(self, image, static):
+        text_features, vision_prompts, deep_vision = static
+        image_features = self.image_encoder(image, vision_prompts, deep_vision)
+        return scaled_cosine_logits(image_features, text_features, self.logit_scale)

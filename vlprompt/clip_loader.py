@@ -33,7 +33,7 @@ def import_clip():
         except ModuleNotFoundError as e:
             if e.name != "pkg_resources":
                 raise
-        import packaging.version
+        import packaging.version  # noqa: F401  (clip reads packaging.version through the stand-in)
 
         stub = types.ModuleType("pkg_resources")
         stub.packaging = sys.modules["packaging"]

@@ -5,6 +5,8 @@ the n_ctx slots right after SOT that learnable context vectors fill (CoOp's toke
 cut at the longest EOT position: the text tower is causal, so the padding after EOT never matters.
 The class token can sit at the end (default), in the middle or at the front of the context (CoOp).
 """
+from collections import OrderedDict
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -39,6 +41,40 @@ def random_context(*shape, dtype=torch.float32, std=0.02):
     ctx = torch.empty(*shape, dtype=dtype)
     nn.init.normal_(ctx, std=std)
     return ctx
+
+
+def learnable_context(text_encoder, n_ctx=16, ctx_init="", n_cls=None):
+    """CoOp's context initialisation (CoCoOp and CoPL use it too): (vectors, n_ctx, prompt prefix).
+
+    With CTX_INIT: one vector per word from the phrase's embeddings, n_ctx = the word count, the phrase
+    is the prompt's prefix (and the context is shared even if n_cls is given, as in CoOp). Otherwise
+    N(0, 0.02^2) vectors — [n_cls, n_ctx, width] if n_cls is given (class-specific), else [n_ctx, width] —
+    and a prefix of n_ctx "X" placeholders. Vectors are in the text tower's dtype.
+    """
+    dtype = text_encoder.dtype
+    if ctx_init:
+        vectors, n_ctx = context_from_phrase(text_encoder, ctx_init)
+        prompt_prefix = clean_classname(ctx_init)
+    else:
+        if n_cls is not None:
+            print("Initializing class-specific contexts")
+            vectors = random_context(n_cls, n_ctx, text_encoder.width, dtype=dtype)
+        else:
+            print("Initializing a generic context")
+            vectors = random_context(n_ctx, text_encoder.width, dtype=dtype)
+        prompt_prefix = " ".join(["X"] * n_ctx)
+    print(f'Initial context: "{prompt_prefix}"')
+    print(f"Number of context words (tokens): {n_ctx}")
+    return vectors.to(dtype), n_ctx, prompt_prefix
+
+
+def meta_net(in_dim, out_dim, dtype=torch.float32):
+    """CoCoOp's Meta-Net: Linear(in -> in/16) -> ReLU -> Linear(in/16 -> out), with the original's names."""
+    return nn.Sequential(OrderedDict([
+        ("linear1", nn.Linear(in_dim, in_dim // 16)),
+        ("relu", nn.ReLU(inplace=True)),
+        ("linear2", nn.Linear(in_dim // 16, out_dim)),
+    ])).to(dtype)
 
 
 class ClassPrompts(nn.Module):

@@ -138,10 +138,12 @@ def load_cache_if_valid(path, dataset_dir, keys, sources, fingerprint, shots=Non
     return cached
 
 
-def fewshot_subsets(dataset, num_shots, seed, cache_dir, train, val=None):
+def fewshot_subsets(dataset, num_shots, seed, cache_dir, train, val=None, cache_name=None, sample=None):
     """(train, val) reduced to `num_shots` per class (val: min(K, 4)), through the cache in cache_dir.
 
     With val=None only train is sampled and cached (ImageNet). num_shots < 1 returns the inputs.
+    `sample(items, k)` replaces Dassl's per-label sampling (the DG readers sample per domain), and
+    `cache_name` the file name shot_{K}-seed_{S}.pkl.
     """
     if num_shots < 1:
         return train, val
@@ -149,16 +151,21 @@ def fewshot_subsets(dataset, num_shots, seed, cache_dir, train, val=None):
     sources = [train] if val is None else [train, val]
     dataset_dir = os.path.dirname(os.path.abspath(cache_dir))
     fingerprint = source_fingerprint(dataset_dir, *sources)
-    path = os.path.join(cache_dir, f"shot_{num_shots}-seed_{seed}.pkl")
-    shots = [num_shots] if val is None else [num_shots, min(num_shots, 4)]
+    path = os.path.join(cache_dir, cache_name or f"shot_{num_shots}-seed_{seed}.pkl")
+    # An originals' cache must hold min(K, n) items per label; with another sampler that rule differs.
+    shots = None if sample is not None else [num_shots] if val is None else [num_shots, min(num_shots, 4)]
     cached = load_cache_if_valid(path, dataset_dir, keys, sources, fingerprint, shots)
     if cached is not None:
         print(f"Loading preprocessed few-shot data from {path}")
         return (cached[0], None) if val is None else (cached[0], cached[1])
 
-    train = dataset.generate_fewshot_dataset(train, num_shots=num_shots)
+    if sample is None:
+        def sample(items, k):
+            return dataset.generate_fewshot_dataset(items, num_shots=k)
+
+    train = sample(train, num_shots)
     if val is not None:
-        val = dataset.generate_fewshot_dataset(val, num_shots=min(num_shots, 4))
+        val = sample(val, min(num_shots, 4))
     data = {"train": train} if val is None else {"train": train, "val": val}
     data["vlprompt"] = _describe(dataset_dir, num_shots, seed, fingerprint)
     try:
