@@ -4,6 +4,7 @@
     vlprompt data check --root $DATA [NAMES...] [--images skip|open|decode] [--json]
     vlprompt data download NAME [NAME...] --root $DATA [--mirror URL] [--keep-archives]
     vlprompt results {base2new,xd,dg} OUTPUT [--trainer T] [--config CFG] [--shots K] [--paper NAME] [--out DIR]
+    vlprompt run {base2new,xd,dg} METHOD [--datasets ...] [--seeds 1 2 3] [--gpus auto] [--jobs-per-gpu N] [-- KEY VALUE ...]
 
 Commands are argparse sub-parsers: a new command group is a function `add_<group>_commands(subparsers)`
 listed in COMMAND_GROUPS; each command sets `func(args) -> exit status`.
@@ -144,7 +145,38 @@ def add_results_commands(subparsers):
     p.set_defaults(func=cmd_results)
 
 
-COMMAND_GROUPS = [add_data_commands, add_results_commands]
+def cmd_run(args):
+    from vlprompt.runner import run_protocol
+
+    data = _root(args)
+    try:
+        failed = run_protocol(args.protocol, args.method, args.output, data, args.datasets, args.seeds, args.shots,
+                              args.gpus, args.jobs_per_gpu, args.opts)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}")
+    return 1 if failed else 0
+
+
+def add_run_commands(subparsers):
+    from vlprompt.runner import METHODS, REPO_ROOT
+
+    p = subparsers.add_parser("run", help="run a protocol (datasets x seeds through the method's scripts) on all "
+                              "local GPUs, resumably, then build its table")
+    p.add_argument("protocol", choices=("base2new", "xd", "dg"))
+    p.add_argument("method", choices=sorted(METHODS), help="the scripts/ folder of the method")
+    p.add_argument("opts", nargs="*", metavar="KEY VALUE", help="config options for every run (after --)")
+    p.add_argument("--datasets", nargs="+", default=None,
+                   help="dataset config names (default: the protocol's; dg: pacs vlcs office_home domainnet)")
+    p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    p.add_argument("--shots", type=int, default=None, help="dg only: shots per class per domain (default 5)")
+    p.add_argument("--gpus", default="auto", help="'auto' (all visible), '0,1', or 'cpu'")
+    p.add_argument("--jobs-per-gpu", type=int, default=1, help="jobs run at once on each GPU")
+    p.add_argument("--root", default="", help="the data root (default: $DATA)")
+    p.add_argument("--output", default=os.path.join(REPO_ROOT, "output"), help="output root (default: <repo>/output)")
+    p.set_defaults(func=cmd_run)
+
+
+COMMAND_GROUPS = [add_data_commands, add_results_commands, add_run_commands]
 
 
 def build_parser():
