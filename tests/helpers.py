@@ -10,8 +10,10 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def fast_opts(clip_path, epochs=2, **extra):
-    """Config options that make a run small: tiny CLIP, 32 px, no loader workers, few epochs."""
+    """Config options that make a run small: tiny CLIP, 32 px, no loader workers, few epochs, on the CPU
+    (the suite tests the CPU behaviour, also on a GPU machine; GPU tests set USE_CUDA True)."""
     opts = ["MODEL.BACKBONE.NAME", str(clip_path), "INPUT.SIZE", "(32, 32)", "DATALOADER.NUM_WORKERS", "0",
+            "USE_CUDA", "False",
             "OPTIM.MAX_EPOCH", str(epochs), "TRAIN.PRINT_FREQ", "1000", "DATALOADER.TEST.BATCH_SIZE", "50"]
     for key, value in extra.items():
         opts += [key.replace("__", "."), str(value)]

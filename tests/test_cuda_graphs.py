@@ -22,12 +22,14 @@ def train(tmp_path, caltech_root, clip_path, trainer, config, opts, graphs, prec
     argv = ["--root", caltech_root, "--seed", 1, "--trainer", trainer,
             "--dataset-config-file", os.path.join(REPO_ROOT, "configs/datasets/caltech101.yaml"),
             "--config-file", os.path.join(REPO_ROOT, "configs/trainers", config), "--output-dir", out,
-            *fast_opts(clip_path, epochs=2), "DATASET.NUM_SHOTS", 4, "TRAIN.CUDA_GRAPHS", graphs,
+            *fast_opts(clip_path, epochs=2), "USE_CUDA", True, "DATASET.NUM_SHOTS", 1, "TRAIN.CUDA_GRAPHS", graphs,
             f"TRAINER.{trainer.upper()}.PREC", prec, "OPTIM.WARMUP_EPOCH", 0, *opts]
     trainer_obj = run_train(argv)
     return trainer_obj, {k: v.detach().float().cpu() for k, v in trainer_obj.model.prompt_learner.state_dict().items()}
 
 
+# 1 shot per class (10 images), 2 epochs: 2 to 20 steps, replaying each graph on different batches.
+# Longer fp16 runs drift apart by themselves: the fused attention backward is not deterministic.
 @pytest.mark.parametrize("prec", ["fp32", "fp16", "amp"])
 @pytest.mark.parametrize("trainer,config,opts", METHODS, ids=[m[0] for m in METHODS])
 def test_graphed_training_equals_eager(tmp_path, caltech_root, tiny_clip_path, trainer, config, opts, prec):

@@ -160,13 +160,8 @@ def test_unreadable_cache_is_rebuilt(tmp_path, capsys):
     assert fewshot.load_datums(path)["vlprompt"]["num_shots"] == 2
 
 
-def test_two_concurrent_writers_leave_one_valid_file(tmp_path, monkeypatch):
-    """Two processes build the same cache; both are stopped half-way through writing it. The cache path
-    must not exist then (nothing partial is ever visible), and afterwards it holds one valid cache."""
-    spec = make_dataset("Caltech101", tmp_path / "data")
-    path = cache_path(spec, 2, 1)
-    ctx = multiprocessing.get_context("fork")
-    barrier, queue = ctx.Barrier(2, timeout=30), ctx.Queue()
+def _half_then_wait_atomic_write(barrier, queue):
+    """atomic_write whose file receives half of the data, then waits until both writers are there."""
     real_atomic_write = fewshot.atomic_write
 
     @contextlib.contextmanager
@@ -181,18 +176,34 @@ def test_two_concurrent_writers_leave_one_valid_file(tmp_path, monkeypatch):
                     f.write(data[len(data) // 2:])
             yield HalfThenWait()
 
-    monkeypatch.setattr(fewshot, "atomic_write", slow_atomic_write)
+    return slow_atomic_write
 
-    def build():
-        with contextlib.redirect_stdout(open(os.devnull, "w")):
-            queue.put(("train", tuples(read(spec, shots=2, seed=1).train_x)))
 
-    workers = [ctx.Process(target=build) for _ in range(2)]
+def _build_cache_slowly(spec, barrier, queue):
+    """A writer process (module-level, so that it runs under the 'spawn' start method)."""
+    import train
+
+    train.import_plugins()  # a spawned process has not run conftest.py: register the readers
+    fewshot.atomic_write = _half_then_wait_atomic_write(barrier, queue)
+    with contextlib.redirect_stdout(open(os.devnull, "w")):
+        queue.put(("train", tuples(read(spec, shots=2, seed=1).train_x)))
+
+
+def test_two_concurrent_writers_leave_one_valid_file(tmp_path):
+    """Two processes build the same cache; both are stopped half-way through writing it. The cache path
+    must not exist then (nothing partial is ever visible), and afterwards it holds one valid cache.
+    The writers are spawned, not forked: forking a process that initialised CUDA (on a GPU machine, after
+    the GPU tests) crashes the children."""
+    spec = make_dataset("Caltech101", tmp_path / "data")
+    path = cache_path(spec, 2, 1)
+    ctx = multiprocessing.get_context("spawn")
+    barrier, queue = ctx.Barrier(2, timeout=120), ctx.Queue()
+    workers = [ctx.Process(target=_build_cache_slowly, args=(spec, barrier, queue)) for _ in range(2)]
     for w in workers:
         w.start()
-    messages = [queue.get(timeout=60) for _ in range(4)]
+    messages = [queue.get(timeout=180) for _ in range(4)]
     for w in workers:
-        w.join(30)
+        w.join(60)
     assert [w.exitcode for w in workers] == [0, 0]
     assert sorted(v for k, v in messages if k == "visible mid-write") == [False, False]
     picks = [v for k, v in messages if k == "train"]
