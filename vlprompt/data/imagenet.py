@@ -108,3 +108,14 @@ def read_wnid_folders(image_dir, classnames, classnames_file, ignored=()):
     """Test-only variants: sorted wnid folders -> labels 0..n-1, names from classnames.txt."""
     folders = list_class_folders(image_dir, ignored)
     return make_datums(folder_items(image_dir, folders, classnames, classnames_file), image_dir)
+
+
+class WnidFolderTestSet:
+    """Mixin for the ImageNet variants read from wnid folders (Sketch, -A, -R): labels by sorted wnid
+    folder, names from the variant's copy of classnames.txt; files listed in `ignored` are skipped."""
+
+    ignored = ()
+
+    def read_data(self):
+        classnames_file = self.require(os.path.join(self.dataset_dir, "classnames.txt"), "class-name file")
+        return read_wnid_folders(self.image_dir, read_classnames(classnames_file), classnames_file, self.ignored)

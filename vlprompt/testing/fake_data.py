@@ -145,6 +145,20 @@ def _rel_split(rng, files, p_trn=0.5, p_val=0.2):
     return files[:n_trn], files[n_trn:n_trn + n_val], files[n_trn + n_val:]
 
 
+def _trainval_test_split(files, names, trainval_per_class, rng):
+    """A split as CoOp made SUN397's and UCF101's: per class, the first files are train+val (shuffled,
+    20% val), the rest test. files[label] lists relative paths."""
+    split = {"train": [], "val": [], "test": []}
+    for label, name in enumerate(names):
+        trainval = files[label][:trainval_per_class]
+        rng.shuffle(trainval)
+        n_val = round(len(trainval) * 0.2)
+        split["val"].extend([f, label, name] for f in trainval[:n_val])
+        split["train"].extend([f, label, name] for f in trainval[n_val:])
+        split["test"].extend([f, label, name] for f in files[label][trainval_per_class:])
+    return split
+
+
 def _write_split(dataset_dir, filename, split, image_dir):
     """Write a CoOp split JSON ({key: [[relative path, label, name], ...]}); expected absolute lists."""
     path = os.path.join(dataset_dir, filename)
@@ -442,15 +456,7 @@ def fake_sun397(root, trainval_per_class=5, test_per_class=3, with_split=True, s
     label_of = {line[1:]: i for i, (line, _) in enumerate(SUN_CLASSES)}
     split_file, expected = "", {}
     if with_split:
-        rng = random.Random(seed)
-        split = {"train": [], "val": [], "test": []}
-        for label, name in enumerate(names):
-            trainval = files[label][:trainval_per_class]
-            rng.shuffle(trainval)
-            n_val = round(len(trainval) * 0.2)
-            split["val"].extend([f, label, name] for f in trainval[:n_val])
-            split["train"].extend([f, label, name] for f in trainval[n_val:])
-            split["test"].extend([f, label, name] for f in files[label][trainval_per_class:])
+        split = _trainval_test_split(files, names, trainval_per_class, random.Random(seed))
         split_file, expected = _write_split(dataset_dir, "split_zhou_SUN397.json", split, image_dir)
     raw = {key: [(os.path.join(image_dir, line[1:]), label_of[os.path.dirname(line[1:])],
                   names[label_of[os.path.dirname(line[1:])]]) for line in lists[filename]]
@@ -495,15 +501,7 @@ def fake_ucf101(root, trainval_per_class=5, test_per_class=3, with_split=True, s
     names = [renamed for _, renamed, _ in UCF_CLASSES]
     split_file, expected = "", {}
     if with_split:
-        rng = random.Random(seed)
-        split = {"train": [], "val": [], "test": []}
-        for label, name in enumerate(names):
-            trainval = files[label][:trainval_per_class]
-            rng.shuffle(trainval)
-            n_val = round(len(trainval) * 0.2)
-            split["val"].extend([f, label, name] for f in trainval[:n_val])
-            split["train"].extend([f, label, name] for f in trainval[n_val:])
-            split["test"].extend([f, label, name] for f in files[label][trainval_per_class:])
+        split = _trainval_test_split(files, names, trainval_per_class, random.Random(seed))
         split_file, expected = _write_split(dataset_dir, "split_zhou_UCF101.json", split, image_dir)
     frames = {action: (label, renamed) for label, (action, renamed, _) in enumerate(UCF_CLASSES)}
     raw = {key: [(os.path.join(image_dir, frames[v.split("/")[0]][1], v.split(" ")[0].split("/")[1][:-4] + ".jpg"),
