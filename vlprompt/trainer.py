@@ -124,6 +124,8 @@ class PromptTrainer(TrainerX):
             print("Note: training on one GPU; run several jobs at once to use the others")
 
         self.scaler = self.precision.grad_scaler()
+        self.graphed_forward = GraphedForward(self.model, self.precision,
+                                              enabled=cfg.TRAIN.get("CUDA_GRAPHS", True))
         if trainable is not None and names:
             self.optim = build_optimizer(trainable, cfg.OPTIM)
             self.sched = build_lr_scheduler(self.optim, cfg.OPTIM)
@@ -153,9 +155,6 @@ class PromptTrainer(TrainerX):
     def train_forward(self, image):
         """self.model(image) for a training step; on a GPU replayed from CUDA graphs (vlprompt.cuda_graphs).
         TRAIN.CUDA_GRAPHS False turns that off."""
-        if getattr(self, "graphed_forward", None) is None:
-            self.graphed_forward = GraphedForward(self.model, self.precision,
-                                                  enabled=self.cfg.TRAIN.get("CUDA_GRAPHS", True))
         return self.graphed_forward(image)
 
     def check_finite(self, loss):
