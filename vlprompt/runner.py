@@ -88,7 +88,8 @@ def gpu_slots(gpus, jobs_per_gpu):
 
 
 def run_stage(jobs, slots, env, log_dir, out=print):
-    """Run jobs, each in a free slot; returns the names of the failed ones."""
+    """Run jobs, each in a free slot; returns the names of the failed ones, in the order of `jobs` (not the
+    order in which they happened to fail)."""
     free = queue.Queue()
     for slot in slots:
         free.put(slot)
@@ -119,7 +120,8 @@ def run_stage(jobs, slots, env, log_dir, out=print):
 
     with ThreadPoolExecutor(max_workers=len(slots)) as pool:
         list(pool.map(work, jobs))
-    return failed
+    order = {job.name: i for i, job in enumerate(jobs)}
+    return sorted(failed, key=order.__getitem__)
 
 
 def run_protocol(protocol, method, output, data, datasets=None, seeds=(1, 2, 3), shots=None, gpus="auto",
