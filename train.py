@@ -11,6 +11,7 @@ and its config keys are known (no central list to keep in sync).
 import argparse
 import glob
 import importlib
+import json
 import os
 import sys
 import time
@@ -21,9 +22,16 @@ if REPO_ROOT not in sys.path:
 
 import torch  # noqa: E402
 
+from vlprompt import __version__  # noqa: E402
+from vlprompt.clip_loader import file_sha256, weights_sha256  # noqa: E402
 from vlprompt.config import extend_cfg, merge_from_file_checked, merge_from_list_checked  # noqa: E402
-from vlprompt.engine import (build_trainer, close_logger, collect_env_info, get_cfg_default,  # noqa: E402
-                             set_random_seed, setup_logger)
+from vlprompt.engine import (TRAINER_REGISTRY, build_trainer, close_logger, collect_env_info,  # noqa: E402
+                             get_cfg_default, set_random_seed, setup_logger)
+from vlprompt.engine.builtin.registry import check_availability  # noqa: E402
+from vlprompt.errors import ConfigValueError, MissingFileError, RunDirectoryError, run_main  # noqa: E402
+from vlprompt.run_dir import claim_run_directory  # noqa: E402
+from vlprompt.run_identity import build_identity, model_mismatch, read_identity  # noqa: E402
+from vlprompt.validation import validate_run  # noqa: E402
 
 
 def import_plugins(root=REPO_ROOT, packages=("trainers", "datasets")):
@@ -53,6 +61,8 @@ def build_parser():
     parser.add_argument("--model-dir", type=str, default="", help="load model from this directory for eval-only mode")
     parser.add_argument("--load-epoch", type=int, help="load model weights at this epoch for evaluation")
     parser.add_argument("--no-train", action="store_true", help="do not call trainer.train()")
+    parser.add_argument("--skip-finished", action="store_true",
+                        help="exit at once if the output dir holds a finished run of this identity (the scripts use it)")
     parser.add_argument("opts", default=None, nargs=argparse.REMAINDER, help="modify config options using the command-line")
     return parser
 
@@ -105,38 +115,107 @@ def print_args(args, cfg):
     print(cfg)
 
 
+def model_checkpoints(model_dir, load_epoch, trainer_cls):
+    """{relative path: SHA-256} of the checkpoint files an evaluation loads from model_dir."""
+    model_file = "model-best.pth.tar" if load_epoch is None else f"model.pth.tar-{load_epoch}"
+    names = [trainer_cls.CHECKPOINT_NAME] if getattr(trainer_cls, "CHECKPOINT_NAME", None) else []
+    found = sorted(glob.glob(os.path.join(glob.escape(model_dir), "*", model_file)))
+    files = [p for p in found if os.path.basename(os.path.dirname(p)) in names] or found
+    if not files:
+        from vlprompt.trainer import PromptTrainer
+
+        name = names[0] if names else "<name>"
+        raise MissingFileError(PromptTrainer._missing_checkpoint_message(
+            model_dir, name, os.path.join(model_dir, name, model_file)))
+    return {os.path.relpath(p, model_dir): file_sha256(p) for p in files}
+
+
+def run_identity(cfg, args, trainer_cls):
+    """The identity of this run (vlprompt.run_identity); for an evaluation, checked against the training
+    identity of the model it loads."""
+    model = None
+    if args.eval_only and args.model_dir:
+        if not os.path.isdir(args.model_dir):
+            raise MissingFileError(f"No model directory {args.model_dir} (from --model-dir)")
+        trained = read_identity(args.model_dir)
+        model = {"dir": os.path.abspath(args.model_dir), "load_epoch": args.load_epoch,
+                 "files": model_checkpoints(args.model_dir, args.load_epoch, trainer_cls),
+                 "trained_fingerprint": trained.get("fingerprint") if trained else None}
+    identity = build_identity(cfg, "eval" if args.eval_only else "train", args.opts, args.config_file,
+                              args.dataset_config_file, clip_sha256=weights_sha256(cfg.MODEL.BACKBONE.NAME),
+                              model=model, version=__version__)
+    if model and trained:
+        mismatch = model_mismatch(trained, identity)
+        if mismatch:
+            raise RunDirectoryError(
+                f"The model in {args.model_dir} was trained with other settings than this evaluation asks for: "
+                + "; ".join(f"{m}" for m in mismatch) + ". Pass the same config file and KEY VALUE options as "
+                "its training run (the scripts do)")
+    return identity
+
+
+def finished_result(output_dir, identity):
+    path = os.path.join(output_dir, "result.json")
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path) as f:
+            result = json.load(f)
+    except (OSError, ValueError):
+        return None
+    recorded = (result.get("identity") or {}).get("fingerprint")
+    return path if recorded == identity["fingerprint"] else None
+
+
 def main(argv=None):
     start_time = time.time()
     args = build_parser().parse_args(argv)
     import_plugins()
     cfg = setup_cfg(args)
-    if cfg.SEED >= 0:
-        print(f"Setting fixed seed: {cfg.SEED}")
-        set_random_seed(cfg.SEED)
-    setup_logger(cfg.OUTPUT_DIR)
     try:
-        if torch.cuda.is_available() and cfg.USE_CUDA:
-            torch.backends.cudnn.benchmark = True
-        print_args(args, cfg)
-        print("Collecting env info ...")
-        print(f"** System info **\n{collect_env_info()}\n")
+        check_availability(cfg.TRAINER.NAME, TRAINER_REGISTRY.registered_names())
+    except ValueError as e:
+        raise ConfigValueError(f"Trainer (--trainer / TRAINER.NAME): {e}") from None
+    trainer_cls = TRAINER_REGISTRY.get(cfg.TRAINER.NAME)
+    validate_run(cfg, trainer_cls, eval_only=args.eval_only, model_dir=args.model_dir, seed_arg=args.seed)
+    identity = run_identity(cfg, args, trainer_cls)
+    lock, existing = claim_run_directory(cfg.OUTPUT_DIR, identity)
+    try:
+        if args.skip_finished and existing and finished_result(cfg.OUTPUT_DIR, identity):
+            print(f"The results exist at {cfg.OUTPUT_DIR} (so skip this job)")
+            return 0
+        if cfg.SEED >= 0:
+            print(f"Setting fixed seed: {cfg.SEED}")
+            set_random_seed(cfg.SEED)
+        else:
+            print("No fixed seed (--seed -1): this run cannot be repeated exactly; result.json records seed null")
+        setup_logger(cfg.OUTPUT_DIR)
+        try:
+            if torch.cuda.is_available() and cfg.USE_CUDA:
+                torch.backends.cudnn.benchmark = True
+            print_args(args, cfg)
+            print("Collecting env info ...")
+            print(f"** System info **\n{collect_env_info()}\n")
+            print(f"Run identity: {identity['fingerprint']} (recorded in {os.path.join(cfg.OUTPUT_DIR, 'identity.json')})")
 
-        trainer = build_trainer(cfg)
-        trainer.run_info = {
-            "config_file": args.config_file, "dataset_config_file": args.dataset_config_file,
-            "eval_only": args.eval_only, "model_dir": args.model_dir or None, "load_epoch": args.load_epoch,
-            "start_time": start_time,
-        }
-        if args.eval_only:
-            trainer.load_model(args.model_dir, epoch=args.load_epoch)
-            trainer.test()
+            trainer = build_trainer(cfg)
+            trainer.run_info = {
+                "config_file": args.config_file, "dataset_config_file": args.dataset_config_file,
+                "eval_only": args.eval_only, "model_dir": args.model_dir or None, "load_epoch": args.load_epoch,
+                "start_time": start_time, "identity": identity,
+            }
+            if args.eval_only:
+                trainer.load_model(args.model_dir, epoch=args.load_epoch)
+                trainer.test()
+                return trainer
+            if not args.no_train:
+                trainer.train()
             return trainer
-        if not args.no_train:
-            trainer.train()
-        return trainer
+        finally:
+            close_logger()
     finally:
-        close_logger()
+        lock.release()
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main))

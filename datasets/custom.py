@@ -145,7 +145,14 @@ class CustomDataset(BenchmarkDataset):
     def label_rows(self, rows):
         """Integer labels (0..N-1) or class-name labels -> (path, label, class name) entries per split."""
         first = rows.get("train", rows.get("pool"))
-        numeric = all(label.lstrip("-").isdigit() for part in rows.values() for _, label, _, _ in part)
+        is_number = [(label.lstrip("-").isdigit(), label, where) for part in rows.values() for _, label, _, where in part]
+        numeric = all(n for n, _, _ in is_number)
+        if not numeric and any(n for n, _, _ in is_number):
+            number = next((label, where) for n, label, where in is_number if n)
+            name = next((label, where) for n, label, where in is_number if not n)
+            raise DatasetFormatError(f"CustomDataset: {name[1]}: the label {name[0]!r} is a class name, but "
+                                     f"{number[1]} has the integer label {number[0]}: use integers (0..N-1) or class "
+                                     "names throughout")
         if numeric:
             names = self.read_classnames_file()
             label_names = {}

@@ -25,8 +25,8 @@ dg_train() {
     domains=$(dg_domains "$dataset")
     [[ " $domains " == *" $target "* ]] || die "'$target' is not a domain of $dataset; choose one of: $domains"
     resolve_configs "$trainer" "$cfg" "$dataset"
-    local dir="$OUTPUT/dg/$dataset/shots_$shots/$trainer/$cfg/$target/seed$seed"
-    if job_done "$dir"; then skip_notice "$dir"; return 0; fi
+    variant_of "$@"
+    local dir="$OUTPUT/dg/$dataset/shots_$shots/$trainer/$cfg$VARIANT_SUFFIX/$target/seed$seed"
     train_py --root "$DATA" --seed "$seed" --trainer "$trainer" \
         --dataset-config-file "$DATASET_CFG_FILE" --config-file "$TRAINER_CFG_FILE" \
         --target-domains "$target" --output-dir "$dir" DATASET.NUM_SHOTS "$shots" "$@"

@@ -7,9 +7,14 @@
 #   PYTHON   interpreter (default: python)
 #   TRAINER, CFG, SHOTS   override a script's method, config name and shot count
 #   LOADEP   epoch to evaluate (default: the last epoch the training run saved)
+#   VARIANT  name of the variant directory (default: derived from the KEY VALUE options; empty: none)
 #   Arguments after the script's own are KEY VALUE config options passed to train.py.
-# A job whose output dir holds result.json is finished and skipped; any other job is (re)run, and
-# train.py resumes an interrupted training run from its last checkpoint.
+# Every run has an identity (resolved config, data, CLIP weights; see vlprompt/run_identity.py):
+# - a variant (KEY VALUE options that change results) gets a directory of its own: the config folder
+#   <CFG> becomes <CFG>+KEY=VALUE+..., for training and testing alike, so the test scripts called with the
+#   same options find the variant's model;
+# - a job whose directory holds a finished run of the same identity is skipped, an interrupted one
+#   resumes exactly, and a directory holding another run is refused (train.py lists what differs).
 set -euo pipefail
 
 VLP_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -39,18 +44,17 @@ trainer_config() {
 
 job_done() { [ -f "$1/result.json" ]; }
 
-skip_notice() { echo "The results exist at $1 (so skip this job)"; }
-
-# A finished evaluation in DIR may be skipped only if it evaluated MODEL_DIR: results of other weights
-# (e.g. your own training run, written by base2new_test.sh to the same test_new folder) must not be
-# reported as the released weights' (or the other way round).
-same_model_or_die() {
-    local dir=$1 model_dir=$2 same
-    same=$("$PYTHON" -c 'import json, os, sys
-evaluated = json.load(open(sys.argv[1])).get("model_dir") or ""
-print("yes" if evaluated and os.path.realpath(evaluated) == os.path.realpath(sys.argv[2]) else evaluated or "a training run")' \
-        "$dir/result.json" "$model_dir") || die "cannot read $dir/result.json"
-    [ "$same" = "yes" ] || die "$dir already holds the results of another model ($same), not of $model_dir: move that folder away, or set OUTPUT to another output root"
+# The directory suffix of the variant that KEY VALUE options make ("" for none); sets VARIANT_SUFFIX.
+# VARIANT=name in the environment names it yourself (<CFG>+name); VARIANT= (set, empty) keeps the plain
+# tree. Either way the run identity still refuses a directory that holds another run.
+variant_of() {
+    [ $(( $# % 2 )) -eq 0 ] || die "options must be KEY VALUE pairs; got an odd number: $*"
+    if [ -n "${VARIANT+set}" ]; then
+        case $VARIANT in */*|.*) die "VARIANT=$VARIANT: a variant name is one folder-name part (no '/', not starting with '.')" ;; esac
+        VARIANT_SUFFIX=${VARIANT:++$VARIANT}
+    else
+        VARIANT_SUFFIX=$("$PYTHON" -m vlprompt.run_identity variant "$@") || die "cannot name the variant of: $*"
+    fi
 }
 
 # The epoch a finished training run saved last (what its config trained), or $LOADEP.
@@ -65,7 +69,8 @@ trained_epoch() {
     echo "${name##*-}"
 }
 
-train_py() { "$PYTHON" "$VLP_ROOT/train.py" "$@"; }
+# train.py skips a finished run of the same identity itself (--skip-finished) and refuses another one.
+train_py() { "$PYTHON" "$VLP_ROOT/train.py" --skip-finished "$@"; }
 
 # Config files for a method and a dataset, checked (the caller assigns them: `die` in a command
 # substitution used as an argument would not stop the script).
@@ -81,8 +86,8 @@ base2new_train() {
     require_data
     resolve_configs "$trainer" "$cfg" "$dataset"
     local shots=${SHOTS:-16}
-    local dir="$OUTPUT/base2new/train_base/$dataset/shots_$shots/$trainer/$cfg/seed$seed"
-    if job_done "$dir"; then skip_notice "$dir"; return 0; fi
+    variant_of "$@"
+    local dir="$OUTPUT/base2new/train_base/$dataset/shots_$shots/$trainer/$cfg$VARIANT_SUFFIX/seed$seed"
     train_py --root "$DATA" --seed "$seed" --trainer "$trainer" \
         --dataset-config-file "$DATASET_CFG_FILE" --config-file "$TRAINER_CFG_FILE" \
         --output-dir "$dir" DATASET.NUM_SHOTS "$shots" DATASET.SUBSAMPLE_CLASSES base "$@"
@@ -94,9 +99,9 @@ base2new_test() {
     require_data
     resolve_configs "$trainer" "$cfg" "$dataset"
     local shots=${SHOTS:-16}
-    local tail="$dataset/shots_$shots/$trainer/$cfg/seed$seed"
+    variant_of "$@"
+    local tail="$dataset/shots_$shots/$trainer/$cfg$VARIANT_SUFFIX/seed$seed"
     local model_dir="$OUTPUT/base2new/train_base/$tail" dir="$OUTPUT/base2new/test_new/$tail"
-    if job_done "$dir"; then same_model_or_die "$dir" "$model_dir"; skip_notice "$dir"; return 0; fi
     local epoch; epoch=$(trained_epoch "$model_dir")
     train_py --root "$DATA" --seed "$seed" --trainer "$trainer" \
         --dataset-config-file "$DATASET_CFG_FILE" --config-file "$TRAINER_CFG_FILE" \
@@ -110,8 +115,8 @@ xd_train() {
     require_data
     resolve_configs "$trainer" "$cfg" "$dataset"
     local shots=${SHOTS:-16}
-    local dir="$OUTPUT/$dataset/$trainer/${cfg}_${shots}shots/seed$seed"
-    if job_done "$dir"; then skip_notice "$dir"; return 0; fi
+    variant_of "$@"
+    local dir="$OUTPUT/$dataset/$trainer/${cfg}_${shots}shots$VARIANT_SUFFIX/seed$seed"
     train_py --root "$DATA" --seed "$seed" --trainer "$trainer" \
         --dataset-config-file "$DATASET_CFG_FILE" --config-file "$TRAINER_CFG_FILE" \
         --output-dir "$dir" DATASET.NUM_SHOTS "$shots" "$@"
@@ -124,9 +129,9 @@ xd_test() {
     require_data
     resolve_configs "$trainer" "$cfg" "$dataset"
     local shots=${SHOTS:-16} source=${SOURCE_DATASET:-imagenet}
-    local model_dir="$OUTPUT/$source/$trainer/${cfg}_${shots}shots/seed$seed"
-    local dir="$OUTPUT/evaluation/$trainer/${cfg}_${shots}shots/$dataset/seed$seed"
-    if job_done "$dir"; then same_model_or_die "$dir" "$model_dir"; skip_notice "$dir"; return 0; fi
+    variant_of "$@"
+    local model_dir="$OUTPUT/$source/$trainer/${cfg}_${shots}shots$VARIANT_SUFFIX/seed$seed"
+    local dir="$OUTPUT/evaluation/$trainer/${cfg}_${shots}shots$VARIANT_SUFFIX/$dataset/seed$seed"
     local epoch; epoch=$(trained_epoch "$model_dir")
     train_py --root "$DATA" --seed "$seed" --trainer "$trainer" \
         --dataset-config-file "$DATASET_CFG_FILE" --config-file "$TRAINER_CFG_FILE" \

@@ -34,7 +34,6 @@ released_epoch() {
 # eval_released MODEL_DIR EPOCH DIR TRAINER CFG DATASET SEED [train.py opts]
 eval_released() {
     local model_dir=$1 epoch=$2 dir=$3 trainer=$4 cfg=$5 dataset=$6 seed=$7; shift 7
-    if job_done "$dir"; then same_model_or_die "$dir" "$model_dir"; skip_notice "$dir"; return 0; fi
     resolve_configs "$trainer" "$cfg" "$dataset"
     echo "Evaluating $model_dir (epoch $epoch); results go to $dir"
     train_py --root "$DATA" --seed "$seed" --trainer "$trainer" \
@@ -52,7 +51,8 @@ reproduce_base2new() {
     local model_dir="$weights/base/seed$seed" shots=${SHOTS:-16}
     [ -d "$model_dir" ] || die "no $model_dir: WEIGHTSPATH must be the unzipped folder of one dataset, holding base/seed1 base/seed2 base/seed3"
     local epoch; epoch=$(released_epoch "$model_dir")
-    local tail="$dataset/shots_$shots/$trainer/$cfg/seed$seed" sub
+    variant_of "$@"
+    local tail="$dataset/shots_$shots/$trainer/$cfg$VARIANT_SUFFIX/seed$seed" sub
     for sub in base new; do
         eval_released "$model_dir" "$epoch" "$OUTPUT/base2new/test_$sub/$tail" "$trainer" "$cfg" "$dataset" "$seed" \
             DATASET.NUM_SHOTS "$shots" DATASET.SUBSAMPLE_CLASSES "$sub" "$@"
@@ -68,6 +68,7 @@ reproduce_xd() {
     local model_dir="$weights/seed$seed" shots=${SHOTS:-16}
     [ -d "$model_dir" ] || die "no $model_dir: WEIGHTSPATH must be the unzipped ImageNet folder, holding seed1 seed2 seed3"
     local epoch; epoch=$(released_epoch "$model_dir")
-    eval_released "$model_dir" "$epoch" "$OUTPUT/evaluation/$trainer/${cfg}_${shots}shots/$dataset/seed$seed" \
+    variant_of "$@"
+    eval_released "$model_dir" "$epoch" "$OUTPUT/evaluation/$trainer/${cfg}_${shots}shots$VARIANT_SUFFIX/$dataset/seed$seed" \
         "$trainer" "$cfg" "$dataset" "$seed" "$@"
 }

@@ -19,7 +19,9 @@ rm -rf "$OUTPUT"
 echo "=== vlprompt offline pipeline check: tiny random CLIP + generated data (the numbers are not meaningful) ==="
 "$PYTHON" -m vlprompt.testing.demo_assets "$WORK"
 
-# The tiny model: 32 px images, 2 epochs, no loader workers.
+# The tiny model: 32 px images, 2 epochs, no loader workers. These options make a variant of each config;
+# VARIANT names its folder (<CFG>+tiny-demo) instead of one derived from the options.
+export VARIANT=tiny-demo
 TINY=(MODEL.BACKBONE.NAME "$WORK/tiny-clip.pt" INPUT.SIZE "(32, 32)" DATALOADER.NUM_WORKERS 0
       OPTIM.MAX_EPOCH 2 TRAIN.PRINT_FREQ 1000 DATALOADER.TEST.BATCH_SIZE 50)
 
@@ -47,7 +49,7 @@ SEEDS=1 job "coop 4 shots" "$ROOT/scripts/coop/main.sh" caltech101 vit_b16_ep50 
 job "zero-shot clip" "$ROOT/scripts/zsclip/zeroshot.sh" caltech101 vit_b16 "${TINY[@]}"
 
 echo "--- parse_test_res.py (the originals' parser interface)"
-TAIL=caltech101/shots_16/MaPLe/vit_b16_c2_ep5_batch4_2ctx
+TAIL=caltech101/shots_16/MaPLe/vit_b16_c2_ep5_batch4_2ctx+tiny-demo
 "$PYTHON" "$ROOT/parse_test_res.py" "$OUTPUT/base2new/train_base/$TAIL" | sed 's/^/  /'
 "$PYTHON" "$ROOT/parse_test_res.py" "$OUTPUT/base2new/test_new/$TAIL" --test-log | sed 's/^/  /'
 

@@ -27,8 +27,11 @@ def run_train(argv):
 
 def run_script(script, *args, data, output, env=None, check=True, timeout=600):
     """bash scripts/<script> args... with DATA/OUTPUT set and this interpreter as PYTHON."""
-    full_env = dict(os.environ, DATA=str(data), OUTPUT=str(output), PYTHON=sys.executable)
+    # VARIANT="": the tests' tiny-CLIP options stay in the originals' output tree (the run identity still
+    # guards it); tests of the derived variant directories pass env={"VARIANT": None}.
+    full_env = dict(os.environ, DATA=str(data), OUTPUT=str(output), PYTHON=sys.executable, VARIANT="")
     full_env.update(env or {})
+    full_env = {k: v for k, v in full_env.items() if v is not None}
     proc = subprocess.run(["bash", os.path.join(REPO_ROOT, "scripts", script), *map(str, args)], env=full_env,
                           cwd="/", capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:

@@ -248,7 +248,10 @@ def test_our_checkpoints_hold_only_the_trainable_tensors(tmp_path, caltech_root,
     ckpt = torch.load(path, weights_only=True) if ENGINE == "builtin" else load_torch_file(str(path))
     assert set(ckpt["state_dict"]) == {"ctx", "meta_net.linear1.weight", "meta_net.linear1.bias",
                                        "meta_net.linear2.weight", "meta_net.linear2.bias"}
-    assert set(ckpt) == {"state_dict", "epoch", "optimizer", "scheduler", "val_result"}
+    # Dassl's keys, plus what an exact resume needs (random states, GradScaler, best validation result).
+    assert set(ckpt) == {"state_dict", "epoch", "optimizer", "scheduler", "val_result", "resume"}
+    assert set(ckpt["resume"]) == {"rng", "scaler", "best_result"} and {"python", "numpy", "torch"} <= set(
+        ckpt["resume"]["rng"])
 
 
 def test_precision_fallbacks_on_cpu(tmp_path, caltech_root, tiny_clip_path, capsys):

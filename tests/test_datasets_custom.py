@@ -110,6 +110,10 @@ def test_single_csv_with_class_names_as_labels(tmp_path):
     ("two names", DatasetFormatError, "label 0 is named 'bolt' here but 'nut' elsewhere"),
     ("missing image", DatasetLayoutError, "1 of 20 images listed in"),
     ("unknown class folder", DatasetFormatError, "has no counterpart in"),
+    ("a name among integers", DatasetFormatError,
+     r"train.csv, line 3: the label 'seven' is a class name, but .*train.csv, line 2 has the integer label 0: use "
+     r"integers \(0..N-1\) or class names throughout"),
+    ("label out of range", DatasetFormatError, r"test.csv, line 2: label 9 does not occur in the training data"),
 ])
 def test_errors_name_the_problem(problem, error, match, tmp_path):
     layout = "splits" if problem == "unknown class folder" else "csv"
@@ -125,6 +129,15 @@ def test_errors_name_the_problem(problem, error, match, tmp_path):
         lines[2] = "images/x.jpg"
     elif problem == "two names":
         lines[1] = lines[1].rsplit(",", 1)[0] + ",nut"
+    elif problem == "a name among integers":
+        path, _, name = lines[2].split(",")
+        lines[2] = f"{path},seven,{name}"
+    elif problem == "label out of range":
+        test_csv = os.path.join(spec.dataset_dir, "test.csv")
+        test_lines = open(test_csv).read().splitlines()
+        path, _, name = test_lines[1].split(",")
+        test_lines[1] = f"{path},9,{name}"
+        open(test_csv, "w").write("\n".join(test_lines) + "\n")
     elif problem == "missing image":
         os.remove(spec.expected["train"][3][0])
     else:

@@ -7,14 +7,17 @@ The script jobs are independent and mostly Python start-up, so the module runs t
 """
 import json
 import os
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
 
-from helpers import fast_opts, read_result, run_script
+from helpers import REPO_ROOT, fast_opts, read_result, run_script
 from test_maple_checkpoints import write_original_checkpoint
 from vlprompt.clip_loader import load_clip
+from vlprompt.fileio import load_torch_file
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # the runs are tiny; more threads only contend for the CPU
 FOLDERS = ["maple", "independent-vlp", "language-prompting", "vpt"]
@@ -67,13 +70,18 @@ def reproduce_job(root, data, clip_path):
 
 
 def xd_job(root, data, clip_path, clip_model):
-    """The source run as xd_train.sh leaves it, trained for 3 epochs (its config says 5), then xd_test.sh."""
+    """A source run trained for 3 epochs (its config says 5) where xd_train.sh imagenet 2 trains, then
+    xd_test.sh, which must load epoch 3."""
     out = root / "output"
-    source_dir = out / f"imagenet/IVLP/{LP_CFG}_16shots/seed2"  # where xd_train.sh imagenet 2 trains
-    fake_finished_run(str(source_dir), "LanguageOnly", clip_model, epoch=3)
-    skipped = run("language-prompting/xd_train.sh", "imagenet", 2, data=data, output=out)
-    run("language-prompting/xd_test.sh", "caltech101", 2, *fast_opts(clip_path), data=data, output=out)
-    return source_dir, out, skipped
+    source_dir = out / f"imagenet/IVLP/{LP_CFG}_16shots/seed2"
+    train = [sys.executable, os.path.join(REPO_ROOT, "train.py"), "--root", str(data), "--seed", "2", "--trainer", "IVLP",
+             "--dataset-config-file", os.path.join(REPO_ROOT, "configs/datasets/caltech101.yaml"),
+             "--config-file", os.path.join(REPO_ROOT, f"configs/trainers/IVLP/{LP_CFG}.yaml"),
+             "--output-dir", str(source_dir), *fast_opts(clip_path, epochs=3), "DATASET.NUM_SHOTS", "2"]
+    proc = subprocess.run(train, capture_output=True, text=True, env=dict(os.environ, **ONE_THREAD), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run("language-prompting/xd_test.sh", "caltech101", 2, *fast_opts(clip_path, epochs=3), data=data, output=out)
+    return source_dir, out
 
 
 @pytest.fixture(scope="module")
@@ -112,14 +120,13 @@ def test_base2new_train_then_test(folder, script_jobs):
 
 def test_cross_dataset_test_loads_the_epoch_that_was_trained(script_jobs):
     """The originals' IVLP/LP/VPT xd_test loaded epoch 2 of their 5-epoch xd_train runs (FileNotFoundError)."""
-    source_dir, out, skipped = script_jobs["xd"].result()
-    assert f"The results exist at {source_dir}" in skipped.stdout
+    source_dir, out = script_jobs["xd"].result()
     target = read_result(out / f"evaluation/IVLP/{LP_CFG}_16shots/caltech101/seed2")
     assert target["load_epoch"] == 3 and target["mode"] == "eval-only" and target["num_classes"] == 10
     assert target["model_dir"] == str(source_dir)
 
 
-def test_reproduce_evaluates_released_weights_on_base_and_new(script_jobs, caltech_root):
+def test_reproduce_evaluates_released_weights_on_base_and_new(script_jobs, caltech_root, tiny_clip_path):
     weights, out = script_jobs["reproduce"].result()
     model_dir = weights / "base" / "seed1"
     tail = "caltech101/shots_16/MaPLe/vit_b16_c2_ep5_batch4_2ctx/seed1"
@@ -131,32 +138,44 @@ def test_reproduce_evaluates_released_weights_on_base_and_new(script_jobs, calte
         log = (out / f"base2new/test_{sub}" / tail / "log.txt").read_text()
         assert "Loading weights to MultiModalPromptLearner" in log
 
-    again = run("maple/reproduce.sh", "caltech101", 1, weights, data=caltech_root, output=out)
+    again = run("maple/reproduce.sh", "caltech101", 1, weights, *fast_opts(tiny_clip_path), data=caltech_root,
+                output=out)
     assert again.stdout.count("so skip this job") == 2
 
-    # A test_new result of another model (e.g. base2new_test.sh of one's own training run) is not
-    # passed off as the released weights' result.
-    result_file = out / "base2new/test_new" / tail / "result.json"
-    result = json.loads(result_file.read_text())
-    result["model_dir"] = str(out / "base2new/train_base" / tail)
-    result_file.write_text(json.dumps(result))
-    clash = run("maple/reproduce.sh", "caltech101", 1, weights, data=caltech_root, output=out, check=False)
-    assert clash.returncode != 0 and "holds the results of another model" in clash.stderr
+    # Other weights in the same folder (a re-downloaded or another release): their evaluation is not passed
+    # off as these results, nor does it overwrite them.
+    ckpt_path = model_dir / "MultiModalPromptLearner/model.pth.tar-5"
+    ckpt = load_torch_file(str(ckpt_path))  # the original's layout pickles its scheduler: the allowed classes
+    ckpt["state_dict"]["prompt_learner.ctx"] = ckpt["state_dict"]["prompt_learner.ctx"] + 1
+    torch.save(ckpt, ckpt_path)
+    clash = run("maple/reproduce.sh", "caltech101", 1, weights, *fast_opts(tiny_clip_path), data=caltech_root,
+                output=out, check=False)
+    assert clash.returncode == 2 and "holds another run: evaluated model:" in clash.stderr
 
 
-def test_reproduce_xd_skips_only_results_of_the_same_weights(tmp_path, caltech_root):
+def recording_python(tmp_path):
+    """A stand-in for python that records each train.py command line (one per line) and does nothing."""
+    calls, fake = tmp_path / "calls.txt", tmp_path / "fake-python"
+    fake.write_text('#!/usr/bin/env bash\necho "$@" >> "$CALLS"\n')
+    fake.chmod(0o755)
+    return {"PYTHON": str(fake), "CALLS": str(calls)}, calls
+
+
+def output_dirs(calls):
+    lines = calls.read_text().splitlines() if calls.exists() else []
+    calls.write_text("")
+    return [line.split("--output-dir ")[1].split(" ")[0] for line in lines]
+
+
+def test_reproduce_xd_evaluates_the_highest_epoch_of_a_folder_without_pointer(tmp_path, caltech_root):
     weights = tmp_path / "released" / "imagenet"
     os.makedirs(weights / "seed1" / "prompt_learner")
-    (weights / "seed1" / "prompt_learner" / "model.pth.tar-2").write_text("")  # no pointer: the highest N
-    out = tmp_path / "output"
-    result_dir = out / "evaluation/VPT/vit_b16_c2_ep5_batch4_4_16shots/imagenet_a/seed1"
-    os.makedirs(result_dir)
-    (result_dir / "result.json").write_text(json.dumps({"model_dir": str(weights / "seed1")}))
-    skipped = run("vpt/reproduce_xd.sh", "imagenet_a", 1, weights, data=caltech_root, output=out)
-    assert f"The results exist at {result_dir}" in skipped.stdout
-    (result_dir / "result.json").write_text(json.dumps({"model_dir": str(tmp_path / "elsewhere")}))
-    clash = run("vpt/reproduce_xd.sh", "imagenet_a", 1, weights, data=caltech_root, output=out, check=False)
-    assert clash.returncode != 0 and "holds the results of another model" in clash.stderr
+    for n in (1, 2):
+        (weights / "seed1" / "prompt_learner" / f"model.pth.tar-{n}").write_text("")  # no pointer: the highest N
+    env, calls = recording_python(tmp_path)
+    run("vpt/reproduce_xd.sh", "imagenet_a", 1, weights, data=caltech_root, output=tmp_path / "output", env=env)
+    [line] = calls.read_text().splitlines()
+    assert "--load-epoch 2 --eval-only" in line and f"--model-dir {weights / 'seed1'} " in line
 
 
 def test_scripts_exist_and_explain_missing_inputs(tmp_path):
@@ -182,7 +201,8 @@ def test_scripts_exist_and_explain_missing_inputs(tmp_path):
     ("vpt", "VPT", "vit_b16_c2_ep5_batch4_4", "vit_b16_c2_ep5_batch4_4"),
 ])
 def test_every_script_writes_the_originals_output_tree(folder, trainer, cfg, xd_cfg, tmp_path):
-    """Each script, its jobs already finished: it names the folders it would write and skips them."""
+    """Each script writes the originals' output tree (python replaced by a recorder of train.py's command lines;
+    what is skipped or refused is decided by train.py from the run identity: tests/test_run_identity.py)."""
     assert os.path.isfile(os.path.join(os.path.dirname(__file__), "..", "configs/trainers", trainer, f"{cfg}.yaml"))
     assert os.path.isfile(os.path.join(os.path.dirname(__file__), "..", "configs/trainers", trainer, f"{xd_cfg}.yaml"))
     out, weights = tmp_path / "output", tmp_path / "weights"
@@ -198,17 +218,11 @@ def test_every_script_writes_the_originals_output_tree(folder, trainer, cfg, xd_
         ("reproduce.sh", "caltech101", 1, weights): [f"base2new/test_base/{b2n}", f"base2new/test_new/{b2n}"],
         ("reproduce_xd.sh", "caltech101", 1, weights): [f"evaluation/{trainer}/{xd_cfg}_16shots/caltech101/seed1"],
     }
-    evaluated = {  # the model each evaluation script evaluates (a finished folder is skipped only for it)
-        "base2new_test.sh": out / f"base2new/train_base/{b2n}",
-        "xd_test.sh": out / f"imagenet/{trainer}/{xd_cfg}_16shots/seed1",
-        "reproduce.sh": weights / "base/seed1",
-    }
+    env, calls = recording_python(tmp_path)
+    for trained in (f"base2new/train_base/{b2n}", f"imagenet/{trainer}/{xd_cfg}_16shots/seed1"):
+        os.makedirs(out / trained / "checkpoint_folder")  # a finished training run, as the test scripts see it
+        (out / trained / "checkpoint_folder/checkpoint").write_text("model.pth.tar-5\n")
+        (out / trained / "result.json").write_text("{}")
     for (script, *args), dirs in expected.items():
-        model_dir = evaluated.get(script, weights / "seed1")
-        for d in dirs:
-            os.makedirs(out / d, exist_ok=True)
-            (out / d / "result.json").write_text(json.dumps({"model_dir": str(model_dir)}))
-        proc = run(f"{folder}/{script}", *args, data=tmp_path, output=out)
-        skipped = [line.split("The results exist at ")[1].split(" (so skip")[0]
-                   for line in proc.stdout.splitlines() if "The results exist at" in line]
-        assert skipped == [str(out / d) for d in dirs], (script, proc.stdout)
+        run(f"{folder}/{script}", *args, data=tmp_path, output=out, env=env)
+        assert output_dirs(calls) == [str(out / d) for d in dirs], script

@@ -82,28 +82,35 @@ def test_test_only_logs_need_test_log(tmp_path):
     assert code == 0 and "* accuracy: 75.00% +- 0.20%" in out
 
 
-def test_the_newest_log_of_a_rerun_is_read(tmp_path):
+def test_the_newest_log_of_a_rerun_is_read_from_names_and_content_not_mtimes(tmp_path):
     # Dassl's scheme: the first run in log.txt, the re-run in log.txt-<time>.
-    write(tmp_path / "seed1/log.txt", NEW_DASSL.format(acc="50.0", f1="1"), age=100)
-    write(tmp_path / "seed1/log.txt-2023-07-24-13-16-38", NEW_DASSL.format(acc="80.0", f1="1"))
-    # vlprompt's scheme: the previous log renamed, the re-run in log.txt.
-    write(tmp_path / "seed2/log.txt-2023-07-24-13-16-38", NEW_DASSL.format(acc="50.0", f1="1"), age=100)
-    write(tmp_path / "seed2/log.txt", NEW_DASSL.format(acc="90.0", f1="1"))
+    write(tmp_path / "seed1/log.txt", NEW_DASSL.format(acc="50.0", f1="1"))
+    write(tmp_path / "seed1/log.txt-2023-07-24-13-16-38", NEW_DASSL.format(acc="80.0", f1="1"), age=100)
+    # vlprompt's scheme: the previous log renamed to its time, the re-run in log.txt, which says when it started.
+    write(tmp_path / "seed2/log.txt-2023-07-24-13-16-38", NEW_DASSL.format(acc="50.0", f1="1"))
+    write(tmp_path / "seed2/log.txt", "** vlprompt log started 2023-07-24-13-20-01\n" +
+          NEW_DASSL.format(acc="90.0", f1="1"), age=100)
+    # A plain copy of a tree gives every file the same modification time: the same answer.
+    for log in tmp_path.glob("seed*/log.txt*"):
+        os.utime(log, (1_000_000_000, 1_000_000_000))
     code, out, _ = parse(tmp_path)
     assert code == 0 and "* accuracy: 85.00% +- 5.00%" in out
 
 
-def test_a_run_without_a_result_is_named_not_silently_dropped(tmp_path):
+def test_a_run_without_a_result_and_a_missing_seed_folder_are_named(tmp_path):
     write(tmp_path / "seed1/log.txt", NEW_DASSL.format(acc="80.0", f1="1"))
-    write(tmp_path / "seed2/log.txt", NEW_DASSL.format(acc="70.0", f1="1"), age=100)
-    write(tmp_path / "seed2/log.txt-rerun", "epoch [1/5] batch [1/20] ...\nKilled\n")  # newest: crashed re-run
+    write(tmp_path / "seed2/log.txt", NEW_DASSL.format(acc="70.0", f1="1"))
+    crashed = tmp_path / "seed2/log.txt-2026-01-01-00-00-00"  # the newest, a crashed re-run (Dassl's naming)
+    write(crashed, "epoch [1/5] batch [1/20] ...\nKilled\n")
     (tmp_path / "seed3").mkdir()
+    write(tmp_path / "seed5/log.txt", NEW_DASSL.format(acc="80.0", f1="1"))
     code, out, _ = parse(tmp_path)
     assert code == 0
-    assert f"WARNING: {tmp_path / 'seed2/log.txt-rerun'}: no '* accuracy: X%' after 'Finish training'" in out
+    assert f"WARNING: {crashed}: no '* accuracy: X%' after 'Finish training'" in out
     assert "the latest run did not finish" in out
     assert f"WARNING: {tmp_path / 'seed3'}: no log.txt" in out
-    assert "* accuracy: 80.00% +- 0.00%" in out and "2 of 3 runs have no result" in out
+    assert f"WARNING: {tmp_path / 'seed4'}: no such seed folder" in out
+    assert "* accuracy: 80.00% +- 0.00%" in out and "3 of 5 runs have no result" in out
 
 
 def test_multi_exp_averages_the_experiment_means(tmp_path):

@@ -7,23 +7,45 @@ import pytest
 from vlprompt.cli import main as cli_main
 from vlprompt.paper_numbers import BASE2NEW, harmonic_mean
 from vlprompt.results import base2new_tables, build, dg_tables, xd_tables
+from vlprompt.run_identity import build_identity
 
 
-def write_result(path, **fields):
+def identity_for(method="MaPLe", config="vit_b16_c2_ep5_batch4_2ctx", shots=16, seed=1, subsample="all",
+                 dataset="Caltech101", dataset_config=None, kind="train", opts=(), values=None, model=None):
+    """The identity train.py would record for such a run (a small stand-in for the resolved config)."""
+    cfg = {"SEED": seed, "TRAINER": {"NAME": method, "X": {"N_CTX": 2}}, "OPTIM": {"MAX_EPOCH": 5, "LR": 0.0035},
+           "MODEL": {"BACKBONE": {"NAME": "ViT-B/16"}},
+           "DATASET": {"NAME": dataset, "NUM_SHOTS": shots, "SUBSAMPLE_CLASSES": subsample, "ROOT": "/data"}}
+    for key, value in (values or {}).items():
+        node = cfg
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    if kind == "eval" and model is None:
+        model = {"dir": "/runs/x", "load_epoch": 5, "files": {"MultiModalPromptLearner/model.pth.tar-5": f"{seed:064d}"},
+                 "trained_fingerprint": "abc"}
+    return build_identity(cfg, kind, opts, f"configs/trainers/{method}/{config}.yaml",
+                          f"configs/datasets/{dataset_config or dataset.lower()}.yaml", clip_sha256="c" * 64,
+                          model=model, version="test")
+
+
+def write_result(path, accuracy, **fields):
     os.makedirs(path, exist_ok=True)
-    result = {"method": "MaPLe", "config": "vit_b16_c2_ep5_batch4_2ctx", "shots": 16, "seed": 1, "subsample": "all",
-              "mode": "train", "finished_at": "2026-01-01T00:00:00"}
-    result.update(fields)
-    result["metrics"] = {"accuracy": fields.pop("accuracy", result.get("accuracy"))}
+    identity = identity_for(**fields)
+    result = {"method": identity["trainer"], "dataset": identity["dataset"], "seed": identity["seed"],
+              "target_domains": fields.get("values", {}).get("DATASET.TARGET_DOMAINS", []),
+              "metrics": {"accuracy": accuracy}, "identity": identity}
     with open(os.path.join(path, "result.json"), "w") as f:
         json.dump(result, f)
+    return identity
 
 
-def b2n(root, phase, dataset_dir, dataset, seed, accuracy, **extra):
+def b2n(root, phase, dataset_dir, dataset, seed, accuracy, config="vit_b16_c2_ep5_batch4_2ctx", **extra):
     subsample = "new" if phase == "test_new" else "base"
-    path = os.path.join(root, "base2new", phase, dataset_dir, "shots_16/MaPLe/vit_b16_c2_ep5_batch4_2ctx", f"seed{seed}")
-    write_result(path, dataset=dataset, seed=seed, subsample=subsample, accuracy=accuracy,
-                 mode="train" if phase == "train_base" else "eval-only", **extra)
+    path = os.path.join(root, "base2new", phase, dataset_dir, f"shots_16/MaPLe/{config}", f"seed{seed}")
+    return write_result(path, accuracy, dataset=dataset, dataset_config=dataset_dir, seed=seed, subsample=subsample,
+                        config=config, kind="train" if phase == "train_base" else "eval", **extra)
 
 
 def test_base2new_table_uses_seed_means_and_the_hm_of_averages(tmp_path):
@@ -40,7 +62,7 @@ def test_base2new_table_uses_seed_means_and_the_hm_of_averages(tmp_path):
     assert caltech["hm"] == pytest.approx(harmonic_mean(caltech["base"], caltech["new"]))
     assert caltech["paper"] == BASE2NEW["MaPLe"]["per_dataset"]["Caltech101"]
     assert dtd["base_seeds"] == [1, 2, 3] and dtd["new_seeds"] == [1, 2]
-    assert "DescribableTextures: base seeds [1, 2, 3], new seeds [1, 2]" in table["notes"]
+    assert "DescribableTextures new: no result for seed 3" in table["notes"]
     avg = table["average"]
     b, n = (caltech["base"] + dtd["base"]) / 2, (caltech["new"] + dtd["new"]) / 2
     assert avg["hm"] == pytest.approx(harmonic_mean(b, n))
@@ -48,12 +70,16 @@ def test_base2new_table_uses_seed_means_and_the_hm_of_averages(tmp_path):
     assert "paper" not in avg  # 2 of 11 datasets: not compared with the paper's average
 
 
-def test_a_reproduce_run_counts_as_base_and_the_latest_run_of_a_seed_wins(tmp_path):
-    b2n(tmp_path, "train_base", "eurosat", "EuroSAT", 1, 90.0, finished_at="2026-01-01T00:00:00")
-    b2n(tmp_path, "test_base", "eurosat", "EuroSAT", 1, 94.0, finished_at="2026-02-01T00:00:00")
-    b2n(tmp_path, "test_new", "eurosat", "EuroSAT", 1, 73.0)
+def test_a_seed_with_two_different_results_is_left_out_and_named(tmp_path):
+    b2n(tmp_path, "train_base", "eurosat", "EuroSAT", 1, 90.0)
+    b2n(tmp_path, "test_base", "eurosat", "EuroSAT", 1, 94.0)  # a stray re-test of the same seed
+    b2n(tmp_path, "train_base", "eurosat", "EuroSAT", 2, 92.0)
+    for seed in (1, 2):
+        b2n(tmp_path, "test_new", "eurosat", "EuroSAT", seed, 73.0)
     [table] = base2new_tables(str(tmp_path))
-    assert table["rows"][0]["base"] == 94.0 and table["rows"][0]["new"] == 73.0
+    assert table["rows"][0]["base"] == 92.0 and table["rows"][0]["base_seeds"] == [2]
+    [note] = [n for n in table["notes"] if "seed 1 has 2 results that differ" in n]
+    assert "train_base" in note and "test_base" in note
 
 
 def test_all_eleven_datasets_are_compared_with_the_papers_average(tmp_path):
@@ -75,14 +101,15 @@ def test_cross_dataset_and_dg_tables(tmp_path):
                      accuracy=acc)
         for dataset, a in (("OxfordPets", 90.0 + seed), ("EuroSAT", 48.0), ("ImageNetA", 50.0 + seed)):
             write_result(tmp_path / f"evaluation/MaPLe/cfg_16shots/{dataset.lower()}/seed{seed}", config="cfg",
-                         dataset=dataset, seed=seed, accuracy=a, mode="eval-only")
+                         dataset=dataset, seed=seed, accuracy=a, kind="eval", shots=-1)
     [table] = xd_tables(str(tmp_path))
     assert table["columns"]["ImageNet"] == 71.0 and table["columns"]["OxfordPets"] == 91.5
     assert table["xd_average"] == (pytest.approx((91.5 + 48.0) / 2), 2) and table["dg_average"] == (51.5, 1)
 
     for target, acc in (("art_painting", 95.0), ("sketch", 85.0)):
         write_result(tmp_path / f"dg/pacs/shots_5/MetaPrompt/dgcfg/{target}/seed1", method="MetaPrompt", config="dgcfg",
-                     shots=5, dataset="PACSFS", target_domains=[target], accuracy=acc)
+                     shots=5, dataset="PACSFS", dataset_config="pacs", values={"DATASET.TARGET_DOMAINS": [target]},
+                     accuracy=acc)
     [dg] = dg_tables(str(tmp_path))
     assert dg["columns"] == {"art_painting": 95.0, "sketch": 85.0} and dg["average"] == 90.0
     assert dg["paper"]["MetaPrompt (5-shot)"] == 97.0
@@ -97,6 +124,45 @@ def test_cli_writes_markdown_csv_and_svg(tmp_path, capsys):
     stem = tmp_path / "tables/base2new_MaPLe_vit_b16_c2_ep5_batch4_2ctx"
     assert (stem.with_suffix(".md")).read_text().startswith("### MaPLe")
     assert "Caltech101,97.00,0.00,94.00,0.00,95.48,1,97.74,94.36,96.02" in stem.with_suffix(".csv").read_text()
-    assert stem.with_suffix(".svg").read_text().startswith("<svg")
+    assert "<svg" in stem.with_suffix(".svg").read_text()
+    assert stem.with_suffix(".png").read_bytes().startswith(b"\x89PNG") and stem.with_suffix(".pdf").read_bytes()[:5] == b"%PDF-"
     assert cli_main(["results", "base2new", str(tmp_path), "--trainer", "CoCoOp"]) == 1
     assert build("xd", str(tmp_path), out=lambda *_: None) == []
+
+
+def test_seeds_of_different_settings_are_never_averaged(tmp_path):
+    # Seeds 1 and 2 trained for 5 epochs, seed 3 for 2 epochs with an override (90/90/30 must not give 70).
+    for seed in (1, 2):
+        b2n(tmp_path, "train_base", "caltech101", "Caltech101", seed, 90.0)
+        b2n(tmp_path, "test_new", "caltech101", "Caltech101", seed, 80.0)
+    short = {"opts": ["OPTIM.MAX_EPOCH", "2"], "values": {"OPTIM.MAX_EPOCH": 2}}
+    b2n(tmp_path, "train_base", "caltech101", "Caltech101", 3, 30.0, **short)
+    b2n(tmp_path, "test_new", "caltech101", "Caltech101", 3, 20.0, **short)
+    # Same options, but another CLIP file: a third group, labelled with what differs.
+    other = b2n(tmp_path, "train_base", "caltech101", "Caltech101", 4, 50.0, values={"MODEL.BACKBONE.NAME": "RN50"})
+    tables = base2new_tables(str(tmp_path))
+    by_label = {t["variant"]: t for t in tables}
+    assert len(tables) == 3 and by_label["OPTIM.MAX_EPOCH=2"]["rows"][0]["base"] == 30.0
+    plain = [t for t in tables if "OPTIM" not in t["variant"] and "RN50" not in t["variant"]]
+    assert [r["base"] for t in plain for r in t["rows"]] == [90.0]
+    assert any("MODEL.BACKBONE.NAME: 'ViT-B/16' -> 'RN50'" in t["variant"] for t in tables)
+    assert other["fingerprint"] not in {t["fingerprint"] for t in plain}
+    # Only the paper's own setting is compared with the paper.
+    assert by_label["OPTIM.MAX_EPOCH=2"]["paper"] is None
+    text = build("base2new", str(tmp_path), out=lambda *_: None)
+    assert len(text) == 3 and len(list((tmp_path / "tables").glob("*.md"))) == 3
+
+
+def test_two_custom_dataset_configs_are_two_rows_and_old_results_are_named(tmp_path):
+    for config, acc in (("flowers_a", 70.0), ("flowers_b", 60.0)):
+        b2n(tmp_path, "train_base", config, "CustomDataset", 1, acc)
+        b2n(tmp_path, "test_new", config, "CustomDataset", 1, acc - 10)
+    os.makedirs(tmp_path / "base2new/train_base/old/seed1")
+    with open(tmp_path / "base2new/train_base/old/seed1/result.json", "w") as f:
+        json.dump({"method": "MaPLe", "dataset": "CustomDataset", "metrics": {"accuracy": 1.0}}, f)
+    lines = []
+    [table] = base2new_tables(str(tmp_path), out=lines.append)
+    assert [(r["dataset"], r["base"]) for r in table["rows"]] == [("CustomDataset (flowers_a)", 70.0),
+                                                                   ("CustomDataset (flowers_b)", 60.0)]
+    assert lines == [f"WARNING: 1 result.json without a run identity (written by vlprompt < 0.2) left out: "
+                     f"{tmp_path / 'base2new/train_base/old/seed1/result.json'}"]

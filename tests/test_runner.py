@@ -19,7 +19,8 @@ def test_plans_follow_each_protocols_scripts():
     assert gpu_slots("0,1", 2) == ["0", "0", "1", "1"] and gpu_slots("cpu", 4) == [""]
 
 
-def test_runs_jobs_in_parallel_slots_resumes_and_builds_the_table(tmp_path, caltech_root, tiny_clip_path):
+def test_runs_jobs_in_parallel_slots_resumes_and_builds_the_table(tmp_path, caltech_root, tiny_clip_path, monkeypatch):
+    monkeypatch.setenv("VARIANT", "")  # the tiny-CLIP options stay in the plain output tree
     out, lines = tmp_path / "output", []
     opts = fast_opts(tiny_clip_path, epochs=1)
     # Two "GPU" slots (on a CPU machine the jobs just run on the CPU, CUDA_VISIBLE_DEVICES set per job).
@@ -31,7 +32,8 @@ def test_runs_jobs_in_parallel_slots_resumes_and_builds_the_table(tmp_path, calt
         for phase in ("train_base", "test_new"):
             assert (out / f"base2new/{phase}/caltech101/shots_16/CoCoOp/vit_b16_c4_ep10_batch1_ctxv1/seed{seed}/"
                     "result.json").is_file()
-    table = out / "tables/base2new_CoCoOp_vit_b16_c4_ep10_batch1_ctxv1.md"
+    # The tiny-CLIP options make a variant: its table is named by the variant's fingerprint.
+    [table] = (out / "tables").glob("base2new_CoCoOp_vit_b16_c4_ep10_batch1_ctxv1_variant-*.md")
     assert "| Caltech101 |" in table.read_text() and "| 1,2 |" in table.read_text()
     assert "DescribableTextures: dataset folder not found" in (out / "runner-logs/dtd-seed1.log").read_text()
 

@@ -3,6 +3,8 @@ CoOp few-shot, zero-shot CLIP): output tree, result files, skipping and resuming
 import json
 import os
 
+import torch
+
 from helpers import fast_opts, read_result, run_script
 
 B2N_TAIL = "caltech101/shots_16/CoCoOp/vit_b16_c4_ep10_batch1_ctxv1/seed1"
@@ -31,10 +33,12 @@ def test_cocoop_base2new_train_then_test(tmp_path, caltech_root, tiny_clip_path)
     again = run_script("cocoop/base2new_train.sh", "caltech101", 1, *opts, data=caltech_root, output=out)
     assert "so skip this job" in again.stdout
 
-    # A test_new folder holding another model's results (e.g. reproduce.sh of released weights) is
-    # not passed off as this training run's: the script stops instead of skipping.
-    result_file = test_dir / "result.json"
-    other = dict(new, model_dir=str(tmp_path / "released/caltech101/base/seed1"))
-    result_file.write_text(json.dumps(other))
+    # The model changes (here: its checkpoint edited; in practice another training or released weights): the
+    # test_new folder holds the results of the old one, so the script stops instead of skipping or overwriting.
+    ckpt_path = train_dir / "prompt_learner/model.pth.tar-2"
+    ckpt = torch.load(ckpt_path, weights_only=True)
+    ckpt["state_dict"]["ctx"] += 1
+    torch.save(ckpt, ckpt_path)
     clash = run_script("cocoop/base2new_test.sh", "caltech101", 1, *opts, data=caltech_root, output=out, check=False)
-    assert clash.returncode == 2 and "already holds the results of another model" in clash.stderr
+    assert clash.returncode == 2 and "holds another run: evaluated model:" in clash.stderr
+    assert read_result(test_dir)["metrics"] == new["metrics"]

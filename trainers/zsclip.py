@@ -31,6 +31,8 @@ class ZeroshotClassifier(PromptedCLIP):
 
 @TRAINER_REGISTRY.register()
 class ZeroshotCLIP(PromptTrainer):
+    HAS_TRAINABLE_PROMPTS = False
+
     def templates(self):
         return [template_for(self.cfg.DATASET.NAME)]
 

@@ -16,7 +16,8 @@ import warnings
 
 import torch
 
-from .fileio import atomic_write
+from .errors import CheckpointError, ConfigValueError, UserError
+from .fileio import atomic_write, load_torch_file
 
 
 def import_clip():
@@ -50,7 +51,7 @@ clip = import_clip()
 import clip.model  # noqa: E402  (build_model lives there; `clip` itself exports only load/tokenize)
 
 
-class ClipWeightsNotFound(FileNotFoundError):
+class ClipWeightsNotFound(UserError, FileNotFoundError):
     pass
 
 
@@ -101,7 +102,7 @@ def resolve_weights_file(name, download_root=None):
     """Path of the checkpoint for a CLIP model name, downloading it if it is not cached."""
     models = clip.clip._MODELS
     if name not in models:
-        raise ValueError(f"Unknown CLIP model {name!r}: expected one of {list(models)} or a path to a checkpoint file")
+        raise ConfigValueError(f"Unknown CLIP model {name!r}: expected one of {list(models)} or a path to a checkpoint file")
     url = models[name]
     expected = url.split("/")[-2]
     root = download_root or clip_cache_dir()
@@ -124,24 +125,58 @@ def resolve_weights_file(name, download_root=None):
 
 def read_clip_state_dict(path):
     """State dict from a JIT archive (OpenAI's release format) or a torch.save'd state dict."""
+    what = ("CLIP weights file (a JIT archive as OpenAI releases them, or a torch.save'd CLIP state dict)")
+    if os.path.getsize(path) == 0:
+        raise CheckpointError(f"CLIP weights file {path} is empty (0 bytes): an interrupted download or copy? "
+                              f"Replace it with the complete {what}.")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             return torch.jit.load(path, map_location="cpu").state_dict()
-        except (RuntimeError, ValueError, AttributeError):
+        except Exception:  # noqa: BLE001 (a probe: not a JIT archive; torch.load below says what is wrong)
             pass
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        obj = load_torch_file(path, what="CLIP weights")
+    except CheckpointError as e:
+        raise CheckpointError(f"{e} It should be a {what}.") from None
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict):
-        raise ValueError(f"{path} holds a {type(obj).__name__}, not a CLIP state dict or JIT archive")
+        raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a {what}")
     return {k[len("module."):] if k.startswith("module.") else k: v for k, v in obj.items()}
+
+
+_FILE_DIGESTS = {}
+
+
+def file_sha256(path):
+    """SHA-256 of a file, remembered for this process by (path, size, mtime)."""
+    stat = os.stat(path)
+    key = (os.path.realpath(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _FILE_DIGESTS:
+        _FILE_DIGESTS[key] = _sha256(path)
+    return _FILE_DIGESTS[key]
+
+
+def weights_sha256(name_or_path):
+    """The SHA-256 of the CLIP weights a backbone name or path stands for, without loading them: for a
+    released model the checksum its download URL carries, for a file its own."""
+    if not name_or_path:
+        raise ConfigValueError("MODEL.BACKBONE.NAME is empty: set it to a CLIP model name (e.g. ViT-B/16) or a checkpoint path")
+    if name_or_path in clip.clip._MODELS:
+        return clip.clip._MODELS[name_or_path].split("/")[-2]
+    path = os.path.abspath(os.path.expanduser(name_or_path))
+    if not os.path.isfile(path):
+        raise ClipWeightsNotFound(
+            f"MODEL.BACKBONE.NAME {name_or_path!r} is neither a CLIP model name {list(clip.clip._MODELS)} "
+            f"nor a checkpoint file (CLIP checkpoint file not found: {path})")
+    return file_sha256(path)
 
 
 def load_clip(name_or_path, download_root=None):
     """Build CLIP (eval mode, on the CPU, fp16 weights as `clip.build_model` makes them)."""
     if not name_or_path:
-        raise ValueError("MODEL.BACKBONE.NAME is empty: set it to a CLIP model name (e.g. ViT-B/16) or a checkpoint path")
+        raise ConfigValueError("MODEL.BACKBONE.NAME is empty: set it to a CLIP model name (e.g. ViT-B/16) or a checkpoint path")
     if name_or_path in clip.clip._MODELS:
         path = resolve_weights_file(name_or_path, download_root)
     else:
@@ -154,7 +189,7 @@ def load_clip(name_or_path, download_root=None):
     required = ("positional_embedding", "token_embedding.weight", "ln_final.weight", "text_projection")
     missing = [k for k in required if k not in state_dict]
     if missing:
-        raise ValueError(f"{path} is not a CLIP checkpoint: it lacks {missing}")
+        raise CheckpointError(f"{path} is not a CLIP checkpoint: it lacks {missing}")
     return clip.model.build_model(state_dict).eval()
 
 

@@ -1,16 +1,60 @@
 """Atomic writes and checkpoint loading shared by the engine, the datasets and the results tools.
 
 Every file vlprompt writes (checkpoints, caches, split files, result.json) goes through `atomic_write`:
-the content lands in a temporary file in the same directory and is renamed over the target, so a
-crash or a concurrent writer never leaves a truncated file behind.
+the content lands in a temporary file next to the target and is renamed over it, so a crash or a
+concurrent writer never leaves a truncated file behind. A temporary file is named
+`.<target>.<host>.<pid>.<random>.tmp`; one whose process is gone (a killed run) is removed the next time
+its target is written, or by `remove_stale_temp_files` when a run starts in its directory.
 """
 import contextlib
+import glob
 import json
 import os
 import pickle
+import socket
 import tempfile
 
-import torch
+from .errors import CheckpointError, MissingFileError
+
+TEMP_SUFFIX = ".tmp"
+
+
+def _host():
+    return socket.gethostname().replace(".", "-") or "host"
+
+
+def _temp_prefix(path):
+    return f".{os.path.basename(path)}.{_host()}.{os.getpid()}."
+
+
+def _owner_is_gone(tmp_name):
+    """A temp file of ours whose writing process (on this host) no longer exists."""
+    parts = os.path.basename(tmp_name).rsplit(".", 4)  # ['.<target>', host, pid, random, 'tmp']
+    if len(parts) != 5 or parts[-1] != "tmp" or parts[1] != _host() or not parts[2].isdigit():
+        return False
+    pid = int(parts[2])
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def remove_stale_temp_files(directory, recursive=False, target=None):
+    """Remove temp files left in `directory` by killed writers (only those whose process is gone)."""
+    pattern = f".{glob.escape(os.path.basename(target))}.*{TEMP_SUFFIX}" if target else f".*{TEMP_SUFFIX}"
+    where = os.path.join(glob.escape(directory), "**", pattern) if recursive else os.path.join(glob.escape(directory), pattern)
+    removed = []
+    for tmp in glob.glob(where, recursive=recursive):
+        if _owner_is_gone(tmp):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(tmp)
+                removed.append(tmp)
+    return removed
 
 
 @contextlib.contextmanager
@@ -18,7 +62,8 @@ def atomic_write(path, mode="wb"):
     """Open a temporary file next to `path`; on success it replaces `path` in one rename."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    remove_stale_temp_files(directory, target=path)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=TEMP_SUFFIX, dir=directory)
     try:
         with os.fdopen(fd, mode) as f:
             yield f
@@ -37,6 +82,8 @@ def write_json_atomic(obj, path, indent=4):
 
 
 def torch_save_atomic(obj, path):
+    import torch  # here, so that the table and data commands start without torch
+
     with atomic_write(path, "wb") as f:
         torch.save(obj, f)
 
@@ -46,22 +93,79 @@ def pickle_dump_atomic(obj, path, pickler_cls=pickle.Pickler):
         pickler_cls(f, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
 
 
-def load_torch_file(path, map_location="cpu"):
-    """torch.load that accepts both plain tensor checkpoints and Dassl-era checkpoints.
+# The classes that the original repositories' checkpoints pickle besides tensors and plain containers:
+# Dassl saves the LR scheduler's state dict, and its warmup scheduler's holds the successor scheduler and
+# the optimizer themselves. Nothing else is unpickled unless the user trusts the file (TRUST_ENV).
+TRUST_ENV = "VLPROMPT_TRUST_CHECKPOINTS"
 
-    Dassl's checkpoints (and the released CoOp/MaPLe weights) pickle an LR-scheduler object, which
-    torch>=2.6 refuses to unpickle by default (weights_only=True). Our own checkpoints contain only
-    tensors and plain containers and load in the safe mode; for the others we fall back to full
-    unpickling, as Dassl itself does, and say so.
-    """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"No checkpoint file at {path}")
+
+def _allowed_checkpoint_globals():
+    import collections
+
+    import torch
+
+    return [torch.optim.lr_scheduler.CosineAnnealingLR, torch.optim.SGD, collections.defaultdict, dict]
+
+
+def trusted_files():
+    """Files the user trusts fully (VLPROMPT_TRUST_CHECKPOINTS: paths separated by os.pathsep)."""
+    value = os.environ.get(TRUST_ENV, "")
+    return {os.path.realpath(os.path.expanduser(p)) for p in value.split(os.pathsep) if p}
+
+
+def _unsafe_globals(path):
+    import torch
+
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError:
-        print(f"Note: {path} contains pickled Python objects (e.g. a Dassl LR scheduler); "
-              "loading it with weights_only=False. Only load checkpoints from sources you trust.")
-        try:
-            return torch.load(path, map_location=map_location, weights_only=False)
-        except UnicodeDecodeError:
-            return torch.load(path, map_location=map_location, weights_only=False, encoding="latin1")
+        return torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:  # noqa: BLE001 (old torch, or not a zip checkpoint)
+        return None
+
+
+def load_torch_file(path, map_location="cpu", what="checkpoint"):
+    """torch.load that never runs code from the file unless the user trusts it.
+
+    Tensors and plain containers load in torch's safe mode; so do the few optimizer/scheduler classes
+    that Dassl-era checkpoints (the released CoOp/MaPLe weights) pickle. A file that needs anything else
+    is refused with the class named, unless its path is listed in VLPROMPT_TRUST_CHECKPOINTS. Empty,
+    truncated or corrupt files are refused with the path and what the file should be.
+    """
+    import torch
+
+    if not os.path.isfile(path):
+        raise MissingFileError(f"No {what} file at {path}")
+    if os.path.getsize(path) == 0:
+        raise CheckpointError(f"{_upper_first(what)} file {path} is empty (0 bytes): an interrupted download or copy? "
+                              f"Replace it with the complete file.")
+    if os.path.realpath(path) in trusted_files():
+        print(f"Note: loading {path} with full unpickling, as {TRUST_ENV} asks")
+        return torch.load(path, map_location=map_location, weights_only=False)
+    try:
+        with torch.serialization.safe_globals(_allowed_checkpoint_globals()):
+            try:
+                return torch.load(path, map_location=map_location, weights_only=True)
+            except UnicodeDecodeError:  # pickled by Python 2-era code
+                return torch.load(path, map_location=map_location, weights_only=True, encoding="latin1")
+    except pickle.UnpicklingError as e:
+        allowed = {f"{c.__module__}.{c.__qualname__}" for c in _allowed_checkpoint_globals()}
+        unsafe = [name for name in (_unsafe_globals(path) or []) if name not in allowed]
+        if unsafe:
+            raise CheckpointError(
+                f"{_upper_first(what)} file {path} contains Python objects that loading would have to execute "
+                f"({', '.join(unsafe)}); vlprompt loads only tensors and the optimizer/scheduler classes of "
+                f"Dassl checkpoints. If you trust this file, add its path to {TRUST_ENV}.") from None
+        raise CheckpointError(f"{_upper_first(what)} file {path} is not a readable PyTorch checkpoint "
+                              f"({_first_line(e)}); it may be truncated or corrupt: replace it.") from None
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, TypeError, AttributeError) as e:
+        # Garbage makes the unpickler fail in many ways; none of them is a bug of ours.
+        raise CheckpointError(f"{_upper_first(what)} file {path} is not a readable PyTorch checkpoint "
+                              f"({_first_line(e)}); it may be truncated or corrupt: replace it.") from None
+
+
+def _upper_first(text):
+    return text[:1].upper() + text[1:]
+
+
+def _first_line(error):
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__

@@ -1,8 +1,11 @@
 """Reading results out of Dassl-style logs (ours and the original repositories'), as parse_test_res.py does.
 
-A run directory holds `log.txt`, and after re-runs older logs: Dassl names a re-run's log
-`log.txt-<time>`; vlprompt renames the previous `log.txt` to `log.txt-<its time>`. Either way the
-newest file (by modification time) is the latest run, and that is the one read.
+A run directory holds `log.txt`, and after re-runs older logs: Dassl writes a re-run's log to
+`log.txt-<time>` (its `log.txt` is the first run's); vlprompt renames the previous `log.txt` to
+`log.txt-<its time>` and starts each log with a "** vlprompt log started <time>" line. The latest
+run's log is found from what survives a copy of the tree: the start line inside a log, else the time in
+its name, else (a plain `log.txt` without the line, Dassl's) the oldest. File modification times are
+not used: a plain copy of the tree gives every file the same one.
 
 A metric is read after the end signal: "Finish training" (Dassl >= 0.6.1) or "Finished training"
 (older Dassl, which MaPLe's copy of the parser expects), or "=> result" for test-only logs. The last
@@ -20,10 +23,27 @@ TRAIN_END_SIGNALS = ("Finish training", "Finished training")
 TEST_END_SIGNALS = ("=> result",)
 
 
+_STAMP = re.compile(r"(\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2})")
+START_MARK = "** vlprompt log started"
+
+
+def _log_time(path):
+    """When the run of this log started ('' = unknown: older than any dated log)."""
+    with open(path, errors="replace") as f:
+        first = f.readline()
+    if first.startswith(START_MARK):
+        match = _STAMP.search(first)
+        if match:
+            return match.group(1)
+    match = _STAMP.search(os.path.basename(path))
+    return match.group(1) if match else ""
+
+
 def run_logs(run_dir):
-    """The run's log files, newest first."""
-    logs = [p for p in glob.glob(os.path.join(run_dir, "log.txt*")) if os.path.isfile(p)]
-    return sorted(logs, key=lambda p: (os.path.getmtime(p), p), reverse=True)
+    """The run's log files, newest first (see the module's docstring for how "newest" is decided)."""
+    logs = [p for p in glob.glob(os.path.join(glob.escape(run_dir), "log.txt*")) if os.path.isfile(p)]
+    # Same time: the current log.txt of vlprompt wins over a rotated one; then the name, for a fixed order.
+    return sorted(logs, key=lambda p: (_log_time(p), os.path.basename(p) == "log.txt", p), reverse=True)
 
 
 def parse_log(path, keyword="accuracy", test_log=False):
@@ -60,6 +80,10 @@ def parse_directory(directory, keyword="accuracy", test_log=False, ci95=False, o
     if not run_dirs and run_logs(directory):
         run_dirs = [directory]  # a single run directory was given
     values, problems = [], []
+    seeds = sorted(int(d[4:]) for d in subdirs if re.fullmatch(r"seed\d+", d))
+    if seeds:
+        missing = sorted(set(range(1, max(seeds) + 1)) - set(seeds))
+        problems += [f"{os.path.join(directory, f'seed{n}')}: no such seed folder" for n in missing]
     signal = "'=> result'" if test_log else "'Finish training'"
     for run_dir in run_dirs:
         logs = run_logs(run_dir)

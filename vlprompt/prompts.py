@@ -53,8 +53,12 @@ def learnable_context(text_encoder, n_ctx=16, ctx_init="", n_cls=None):
     """
     dtype = text_encoder.dtype
     if ctx_init:
+        requested = n_ctx
         vectors, n_ctx = context_from_phrase(text_encoder, ctx_init)
         prompt_prefix = clean_classname(ctx_init)
+        if requested is not None and requested != n_ctx:
+            print(f"Note: CTX_INIT {ctx_init!r} has {n_ctx} words, so the context has {n_ctx} vectors and N_CTX "
+                  f"{requested} is not used (the original CoOp/CoCoOp rule: CTX_INIT decides the length)")
     else:
         if n_cls is not None:
             print("Initializing class-specific contexts")

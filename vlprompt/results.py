@@ -8,7 +8,8 @@ Base-to-new: per dataset the mean over seeds of the base accuracy (the final tes
 the base classes, or a reproduce run's test_base) and of the new accuracy (test_new), their harmonic mean,
 and the average row: the HM of the averaged base and new, as the papers compute it (averaging the
 per-dataset HMs is the known mistake). Runs are grouped by (method, config, shots); a dataset whose seeds
-differ between base and new is flagged. Each table is printed and written as Markdown, CSV and an SVG plot.
+differ between base and new is flagged. Each table is printed and written as Markdown and CSV, with its figure
+(PNG, PDF and SVG, drawn by vlprompt.figures) next to them.
 """
 import csv
 import glob
@@ -21,78 +22,169 @@ from statistics import mean, pstdev
 from .fileio import atomic_write
 from .paper_numbers import (BASE2NEW, BASE2NEW_DATASETS, DG, DG_TARGETS, XD_TARGETS, default_paper_entry,
                             harmonic_mean)
+from .run_identity import differences, is_bookkeeping, overrides_as_pairs, variant_fingerprint
 
 
-def load_results(root):
-    """Every result.json under root, with its path."""
-    out = []
-    for path in sorted(glob.glob(os.path.join(root, "**", "result.json"), recursive=True)):
+def load_results(root, out=print):
+    """Every result.json under root that records its run identity, with its path. Older files (no
+    identity) are named and left out: their runs cannot be told apart."""
+    found, legacy = [], []
+    for path in sorted(glob.glob(os.path.join(glob.escape(root), "**", "result.json"), recursive=True)):
         try:
             with open(path) as f:
                 result = json.load(f)
         except (OSError, json.JSONDecodeError) as e:
-            print(f"WARNING: cannot read {path} ({e}); skipped")
+            out(f"WARNING: cannot read {path} ({e}); skipped")
+            continue
+        if not isinstance(result, dict) or not isinstance(result.get("identity"), dict) \
+                or "fingerprint" not in result["identity"]:
+            legacy.append(path)
             continue
         result["_path"] = path
-        out.append(result)
-    return out
+        found.append(result)
+    if legacy:
+        out(f"WARNING: {len(legacy)} result.json without a run identity (written by vlprompt < 0.2) left out: "
+            + ", ".join(legacy[:3]) + (" ..." if len(legacy) > 3 else ""))
+    return found
 
 
 def _select(results, trainer=None, config=None, shots=None):
-    return [r for r in results if (trainer is None or r.get("method") == trainer)
-            and (config is None or r.get("config") == config) and (shots is None or r.get("shots") == shots)]
+    return [r for r in results if (trainer is None or r["identity"].get("trainer") == trainer)
+            and (config is None or r["identity"].get("config") == config)
+            and (shots is None or r["identity"].get("shots") == shots)]
 
 
-def _latest(runs):
-    """One result per seed: the latest if a seed ran twice (e.g. train_base and a reproduce's test_base)."""
-    by_seed = {}
-    for r in sorted(runs, key=lambda r: r.get("finished_at") or ""):
-        by_seed[r.get("seed")] = r
-    return by_seed
+def _origin(identity):
+    """Whose model a result measures: trained here, or loaded from a folder without an identity (released
+    weights, another codebase's run). Never averaged together."""
+    model = identity.get("model")
+    if identity.get("kind") == "eval" and model and not model.get("trained_fingerprint"):
+        return "released"
+    return "trained"
+
+
+def _variant_label(identity):
+    """The KEY VALUE options that make this variant, as given (the scripts' own DATASET.* options left out)."""
+    pairs = overrides_as_pairs(identity.get("overrides"))
+    return " ".join(f"{k}={v}" for k, v in pairs if not k.startswith("DATASET.") and not is_bookkeeping(k))
+
+
+def _group(results, with_shots=True):
+    """Results that may be averaged together: same trainer, config, (shots,) variant fingerprint (everything
+    that changes results except the seed and the data) and model origin. Returns {key: [results]} and, per
+    key, a label that tells groups of the same method and config apart."""
+    groups = defaultdict(list)
+    for r in results:
+        ident = r["identity"]
+        key = (ident.get("trainer"), ident.get("config"), ident.get("shots") if with_shots else None,
+               variant_fingerprint(ident), _origin(ident))
+        groups[key].append(r)
+    labels = {}
+    by_name = defaultdict(list)
+    for key, runs in groups.items():
+        label = _variant_label(runs[0]["identity"])
+        if key[4] == "released":
+            label = (label + " " if label else "") + "[released weights]"
+        labels[key] = label
+        by_name[(key[0], key[1], key[2], label)].append(key)
+    for same_name in by_name.values():  # same options, different results-relevant settings: say which
+        if len(same_name) > 1:
+            reference = groups[same_name[0]][0]["identity"]
+            for key in same_name:
+                diff = differences(reference, groups[key][0]["identity"], ignore=("SEED", "DATASET.*"))
+                diff = [d for d in diff if not d.startswith(("evaluated model", "kind of run"))]
+                tag = "; ".join(diff[:3]) if diff else "reference"
+                labels[key] = (labels[key] + " " if labels[key] else "") + f"[{key[3][:8]}: {tag}]"
+    return groups, labels
+
+
+def _per_seed(runs, what, notes):
+    """{seed: result} for one cell; a seed with several results is used only if they agree, and named."""
+    by_seed = defaultdict(list)
+    for r in runs:
+        by_seed[r["identity"].get("seed")].append(r)
+    chosen = {}
+    for seed, items in sorted(by_seed.items(), key=lambda kv: str(kv[0])):
+        if len(items) > 1:
+            values = {_accuracy(r) for r in items}
+            paths = ", ".join(os.path.relpath(r["_path"]) for r in items)
+            if len(values) > 1:
+                notes.append(f"{what}: seed {seed} has {len(items)} results that differ ({paths}): left out until "
+                             "the stale one is removed")
+                continue
+            notes.append(f"{what}: seed {seed} has {len(items)} identical results ({paths})")
+        chosen[seed] = items[0]
+    return chosen
+
+
+def _missing_seeds(cells, notes):
+    """Name the seeds that some cells of a table have and others lack."""
+    everyone = set().union(*(set(seeds) for seeds in cells.values())) if cells else set()
+    for what, seeds in cells.items():
+        missing = sorted(everyone - set(seeds), key=str)
+        if missing:
+            notes.append(f"{what}: no result for seed {', '.join(map(str, missing))}")
 
 
 def _accuracy(r):
     return float(r["metrics"]["accuracy"])
 
 
-def _order(names, canonical):
-    return [n for n in canonical if n in names] + sorted(n for n in names if n not in canonical)
+def _dataset_key(r):
+    """A table row: (DATASET.NAME, dataset config name), so two CustomDataset configs are two rows."""
+    ident = r["identity"]
+    return ident.get("dataset"), ident.get("dataset_config") or ident.get("dataset")
+
+
+def _row_names(keys):
+    """Display names of row keys: the dataset's name, with the config name where one dataset has several."""
+    configs = defaultdict(set)
+    for name, config in keys:
+        configs[name].add(config)
+    return {(name, config): name if len(configs[name]) == 1 else f"{name} ({config})" for name, config in keys}
+
+
+def _ordered_rows(keys, canonical):
+    names = _row_names(keys)
+    order = {n: i for i, n in enumerate(canonical)}
+    return [(k, names[k]) for k in sorted(keys, key=lambda k: (order.get(k[0], len(order)), str(k[0]), str(k[1])))]
 
 
 # ------------------------------------------------------------------------------------- base-to-new
-def base2new_tables(root, trainer=None, config=None, shots=None, paper=None):
-    """One table per (method, config, shots) found under root/base2new."""
-    results = _select(load_results(os.path.join(root, "base2new")), trainer, config, shots)
-    groups = defaultdict(list)
-    for r in results:
-        if r.get("subsample") in ("base", "new"):
-            groups[(r.get("method"), r.get("config"), r.get("shots"))].append(r)
+def base2new_tables(root, trainer=None, config=None, shots=None, paper=None, out=print):
+    """One table per (method, config, shots, variant, model origin) found under root/base2new."""
+    results = _select(load_results(os.path.join(root, "base2new"), out), trainer, config, shots)
+    results = [r for r in results if r["identity"].get("subsample") in ("base", "new")]
+    groups, labels = _group(results)
     tables = []
-    for (method, cfg, k), runs in sorted(groups.items(), key=lambda kv: tuple(str(x) for x in kv[0])):
-        entry = paper or default_paper_entry(method, cfg)
+    for key, runs in sorted(groups.items(), key=lambda kv: tuple(str(x) for x in kv[0]) + (labels[kv[0]],)):
+        method, cfg, k = key[0], key[1], key[2]
+        entry = paper or (default_paper_entry(method, cfg) if not labels[key] else None)
         reference = BASE2NEW.get(entry, {}) if entry else {}
         by_dataset = defaultdict(lambda: {"base": [], "new": []})
         for r in runs:
-            by_dataset[r["dataset"]][r["subsample"]].append(r)
-        rows, notes = [], []
-        for dataset in _order(list(by_dataset), BASE2NEW_DATASETS):
-            base = _latest(by_dataset[dataset]["base"])
-            new = _latest(by_dataset[dataset]["new"])
-            row = {"dataset": dataset, "base_seeds": sorted(base), "new_seeds": sorted(new)}
+            by_dataset[_dataset_key(r)][r["identity"]["subsample"]].append(r)
+        rows, notes, cells = [], [], {}
+        for row_key, dataset in _ordered_rows(list(by_dataset), BASE2NEW_DATASETS):
+            base = _per_seed(by_dataset[row_key]["base"], f"{dataset} base", notes)
+            new = _per_seed(by_dataset[row_key]["new"], f"{dataset} new", notes)
+            cells[f"{dataset} base"], cells[f"{dataset} new"] = base, new
+            row = {"dataset": dataset, "base_seeds": sorted(base, key=str), "new_seeds": sorted(new, key=str),
+                   "base_values": [_accuracy(r) for r in base.values()],
+                   "new_values": [_accuracy(r) for r in new.values()]}
             if base:
-                row["base"], row["base_std"] = mean(map(_accuracy, base.values())), pstdev(map(_accuracy, base.values()))
+                row["base"], row["base_std"] = mean(row["base_values"]), pstdev(row["base_values"])
             if new:
-                row["new"], row["new_std"] = mean(map(_accuracy, new.values())), pstdev(map(_accuracy, new.values()))
+                row["new"], row["new_std"] = mean(row["new_values"]), pstdev(row["new_values"])
             if base and new:
                 row["hm"] = harmonic_mean(row["base"], row["new"])
-            if sorted(base) != sorted(new):
-                notes.append(f"{dataset}: base seeds {sorted(base)}, new seeds {sorted(new)}")
-            paper_row = reference.get("per_dataset", {}).get(dataset)
+            paper_row = reference.get("per_dataset", {}).get(row_key[0]) if dataset == row_key[0] else None
             if paper_row:
                 row["paper"] = paper_row
-            elif dataset in reference.get("per_dataset_hm", {}):
+            elif dataset == row_key[0] and dataset in reference.get("per_dataset_hm", {}):
                 row["paper"] = (None, None, reference["per_dataset_hm"][dataset])
             rows.append(row)
+        _missing_seeds(cells, notes)
         complete = [r for r in rows if "hm" in r]
         average = None
         if complete:
@@ -103,9 +195,14 @@ def base2new_tables(root, trainer=None, config=None, shots=None, paper=None):
             elif "average" in reference:
                 notes.append(f"the paper's average is over all {len(BASE2NEW_DATASETS)} datasets and only "
                              f"{len(complete)} have results here, so it is not compared")
-        tables.append({"kind": "base2new", "method": method, "config": cfg, "shots": k, "paper": entry,
-                       "paper_source": reference.get("source"), "rows": rows, "average": average, "notes": notes})
+        tables.append({"kind": "base2new", "method": method, "config": cfg, "shots": k, "variant": labels[key],
+                       "fingerprint": key[3], "paper": entry, "paper_source": reference.get("source"), "rows": rows,
+                       "average": average, "notes": notes})
     return tables
+
+
+def _variant_title(table):
+    return f" {table['variant']}" if table.get("variant") else ""
 
 
 def _fmt(x):
@@ -117,7 +214,7 @@ def _diff(ours, theirs):
 
 
 def base2new_markdown(table):
-    title = f"### {table['method']} / {table['config']} / {table['shots']} shots: base-to-new"
+    title = f"### {table['method']} / {table['config']}{_variant_title(table)} / {table['shots']} shots: base-to-new"
     has_paper = table["paper"] is not None and table["paper_source"] is not None
     header = "| Dataset | Base | New | HM | seeds |"
     line = "|---|---|---|---|---|"
@@ -151,82 +248,45 @@ def base2new_csv(table):
     return buf.getvalue()
 
 
-def bar_chart_svg(title, groups, series, width_per_group=70, height=260):
-    """A grouped bar chart (values 0-100) as SVG text. groups: names; series: [(label, colour, values)]."""
-    n_series = max(1, len(series))
-    width = 60 + width_per_group * max(1, len(groups)) + 20
-    plot_h = height - 90
-    bar_w = (width_per_group - 14) / n_series
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
-             f'font-size="10">', f'<text x="10" y="16" font-size="13">{_escape(title)}</text>']
-    for tick in range(0, 101, 25):
-        y = 30 + plot_h * (1 - tick / 100)
-        parts.append(f'<line x1="50" x2="{width - 10}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>'
-                     f'<text x="44" y="{y + 3:.1f}" text-anchor="end">{tick}</text>')
-    for gi, group in enumerate(groups):
-        x0 = 57 + gi * width_per_group
-        for si, (_, colour, values) in enumerate(series):
-            v = values[gi]
-            if v is None:
-                continue
-            h = plot_h * max(0.0, min(100.0, v)) / 100
-            parts.append(f'<rect x="{x0 + si * bar_w:.1f}" y="{30 + plot_h - h:.1f}" width="{bar_w - 1:.1f}" '
-                         f'height="{h:.1f}" fill="{colour}"><title>{_escape(group)}: {v:.2f}</title></rect>')
-        parts.append(f'<text x="{x0 + (width_per_group - 14) / 2:.1f}" y="{30 + plot_h + 12}" text-anchor="end" '
-                     f'transform="rotate(-35 {x0 + (width_per_group - 14) / 2:.1f} {30 + plot_h + 12})">'
-                     f'{_escape(group)}</text>')
-    for si, (label, colour, _) in enumerate(series):
-        parts.append(f'<rect x="{60 + si * 110}" y="{height - 14}" width="10" height="10" fill="{colour}"/>'
-                     f'<text x="{74 + si * 110}" y="{height - 5}">{_escape(label)}</text>')
-    parts.append("</svg>")
-    return "\n".join(parts)
-
-
-def _escape(text):
-    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def base2new_svg(table):
-    rows = table["rows"] + ([table["average"]] if table["average"] else [])
-    groups = [r["dataset"].replace("Average ", "Avg ") for r in rows]
-    series = [("base", "#4c78a8", [r.get("base") for r in rows]), ("new", "#f58518", [r.get("new") for r in rows]),
-              ("HM", "#54a24b", [r.get("hm") for r in rows])]
-    if any(r.get("paper") for r in rows):
-        series.append(("paper HM", "#bbbbbb", [(r.get("paper") or (None, None, None))[2] for r in rows]))
-    return bar_chart_svg(f"{table['method']} {table['config']}: base-to-new", groups, series)
-
-
 # ------------------------------------------------------------------------------- cross-dataset / DG
-def xd_tables(root, trainer=None, config=None, shots=None):
-    """Per (method, config, shots): the ImageNet source accuracy and each target's, averaged over seeds;
-    the cross-dataset average over the 10 targets and the domain-generalization average over the 4
-    ImageNet variants."""
-    targets = _select(load_results(os.path.join(root, "evaluation")), trainer, config)
-    sources = _select(load_results(os.path.join(root, "imagenet")), trainer, config)
+def xd_tables(root, trainer=None, config=None, shots=None, out=print):
+    """Per (method, config, variant, model origin): the ImageNet source accuracy and each target's, averaged
+    over seeds; the cross-dataset average over the 10 targets and the domain-generalization average over
+    the 4 ImageNet variants."""
+    targets = _select(load_results(os.path.join(root, "evaluation"), out), trainer, config)
+    sources = [r for r in _select(load_results(os.path.join(root, "imagenet"), out), trainer, config)
+               if r["identity"].get("kind") == "train"]
+    groups, labels = _group(targets + sources, with_shots=False)
     tables = []
-    keys = sorted({(r.get("method"), r.get("config")) for r in targets + sources}, key=lambda k: tuple(map(str, k)))
-    for method, cfg in keys:
+    for key, runs in sorted(groups.items(), key=lambda kv: tuple(str(x) for x in kv[0]) + (labels[kv[0]],)):
+        method, cfg = key[0], key[1]
+        notes, cells = [], {}
+        source_ids = {id(r) for r in sources}
+        source = [r for r in runs if id(r) in source_ids]
         per_dataset = defaultdict(list)
-        for r in targets:
-            if (r.get("method"), r.get("config")) == (method, cfg):
-                per_dataset[r["dataset"]].append(r)
-        source = [r for r in sources if (r.get("method"), r.get("config")) == (method, cfg) and r.get("mode") == "train"]
-        columns = {"ImageNet": mean(map(_accuracy, _latest(source).values())) if source else None}
-        seeds = {"ImageNet": sorted(_latest(source))}
-        for dataset, runs in per_dataset.items():
-            latest = _latest(runs)
-            columns[dataset] = mean(map(_accuracy, latest.values()))
-            seeds[dataset] = sorted(latest)
+        for r in runs:
+            if id(r) not in source_ids:
+                per_dataset[_dataset_key(r)].append(r)
+        chosen = {"ImageNet": _per_seed(source, "ImageNet (source)", notes)} if source else {}
+        for row_key, dataset in _ordered_rows(list(per_dataset), XD_TARGETS + DG_TARGETS):
+            chosen[dataset] = _per_seed(per_dataset[row_key], dataset, notes)
+        _missing_seeds(chosen, notes)
+        columns = {"ImageNet": None}
+        columns.update({d: mean(map(_accuracy, c.values())) if c else None for d, c in chosen.items()})
+        seeds = {d: sorted(c, key=str) for d, c in chosen.items()}
         xd = [columns[d] for d in XD_TARGETS if columns.get(d) is not None]
         dg = [columns[d] for d in DG_TARGETS if columns.get(d) is not None]
-        tables.append({"kind": "xd", "method": method, "config": cfg, "columns": columns, "seeds": seeds,
+        tables.append({"kind": "xd", "method": method, "config": cfg, "variant": labels[key], "fingerprint": key[3],
+                       "columns": columns, "seeds": seeds, "notes": notes,
+                       "values": {d: [_accuracy(r) for r in c.values()] for d, c in chosen.items()},
                        "xd_average": (mean(xd), len(xd)) if xd else None, "dg_average": (mean(dg), len(dg)) if dg else None})
     return tables
 
 
 def xd_markdown(table):
     cols = table["columns"]
-    out = [f"### {table['method']} / {table['config']}: cross-dataset and domain generalization (source ImageNet)", ""]
+    out = [f"### {table['method']} / {table['config']}{_variant_title(table)}: cross-dataset and domain generalization "
+           "(source ImageNet)", ""]
     for title, names, avg in (("cross-dataset", XD_TARGETS, table["xd_average"]), ("domain generalization", DG_TARGETS,
                                                                                      table["dg_average"])):
         present = [d for d in names if cols.get(d) is not None]
@@ -236,7 +296,8 @@ def xd_markdown(table):
         values = [_fmt(cols.get("ImageNet"))] + [_fmt(cols[d]) for d in present] + [_fmt(avg[0] if avg else None)]
         out += [f"{title}:", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header),
                 "| " + " | ".join(values) + " |", ""]
-    return "\n".join(out)
+    out += [f"Note: {n}." for n in table["notes"]]
+    return "\n".join(out) + "\n"
 
 
 def xd_csv(table):
@@ -249,20 +310,30 @@ def xd_csv(table):
     return buf.getvalue()
 
 
-def dg_tables(root, trainer=None, config=None, shots=None):
+def dg_tables(root, trainer=None, config=None, shots=None, out=print):
     """MetaPrompt's leave-one-domain-out protocol: per dataset, each held-out domain and their average."""
-    results = _select(load_results(os.path.join(root, "dg")), trainer, config, shots)
-    groups = defaultdict(lambda: defaultdict(list))
-    for r in results:
-        target = (r.get("target_domains") or ["?"])[0]
-        groups[(r.get("method"), r.get("config"), r.get("shots"), r.get("dataset"))][target].append(r)
+    results = _select(load_results(os.path.join(root, "dg"), out), trainer, config, shots)
+    groups, labels = _group(results)
     tables = []
-    for (method, cfg, k, dataset), per_target in sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0]))):
-        columns = {t: mean(map(_accuracy, _latest(runs).values())) for t, runs in sorted(per_target.items())}
-        seeds = {t: sorted(_latest(runs)) for t, runs in per_target.items()}
-        paper = {name: values[dataset] for name, values in DG.items() if dataset in values}
-        tables.append({"kind": "dg", "method": method, "config": cfg, "shots": k, "dataset": dataset,
-                       "columns": columns, "seeds": seeds, "average": mean(columns.values()), "paper": paper})
+    for key, runs in sorted(groups.items(), key=lambda kv: tuple(str(x) for x in kv[0]) + (labels[kv[0]],)):
+        method, cfg, k = key[0], key[1], key[2]
+        per_dataset = defaultdict(lambda: defaultdict(list))
+        for r in runs:
+            target = (r.get("target_domains") or ["?"])[0]
+            per_dataset[_dataset_key(r)][target].append(r)
+        for row_key, dataset in _ordered_rows(list(per_dataset), []):
+            per_target = per_dataset[row_key]
+            notes = []
+            chosen = {t: _per_seed(items, f"target {t}", notes) for t, items in sorted(per_target.items())}
+            _missing_seeds(chosen, notes)
+            columns = {t: mean(map(_accuracy, c.values())) for t, c in chosen.items() if c}
+            seeds = {t: sorted(c, key=str) for t, c in chosen.items() if c}
+            paper = {name: values[row_key[0]] for name, values in DG.items() if row_key[0] in values} \
+                if not labels[key] else {}
+            tables.append({"kind": "dg", "method": method, "config": cfg, "shots": k, "dataset": dataset,
+                           "variant": labels[key], "fingerprint": key[3], "columns": columns, "seeds": seeds,
+                           "values": {t: [_accuracy(r) for r in c.values()] for t, c in chosen.items()},
+                           "average": mean(columns.values()) if columns else None, "paper": paper, "notes": notes})
     return tables
 
 
@@ -271,10 +342,11 @@ def dg_markdown(table):
     header = ["target domain"] + names + ["Average"]
     values = [f"{table['method']} ({table['shots']}-shot)"] + [_fmt(table["columns"][n]) for n in names] + \
              [_fmt(table["average"])]
-    out = [f"### {table['dataset']} / {table['config']}: leave-one-domain-out", "",
+    out = [f"### {table['dataset']} / {table['config']}{_variant_title(table)}: leave-one-domain-out", "",
            "| " + " | ".join(header) + " |", "|" + "---|" * len(header), "| " + " | ".join(values) + " |"]
     for name, value in table["paper"].items():
         out.append("| " + " | ".join([f"paper: {name}"] + [""] * len(names) + [_fmt(value)]) + " |")
+    out += [""] + [f"Note: {n}." for n in table["notes"]] if table["notes"] else []
     return "\n".join(out) + "\n"
 
 
@@ -290,9 +362,9 @@ def dg_csv(table):
 
 # ---------------------------------------------------------------------------------------- writing
 RENDERERS = {
-    "base2new": (base2new_tables, base2new_markdown, base2new_csv, base2new_svg),
-    "xd": (xd_tables, xd_markdown, xd_csv, None),
-    "dg": (dg_tables, dg_markdown, dg_csv, None),
+    "base2new": (base2new_tables, base2new_markdown, base2new_csv),
+    "xd": (xd_tables, xd_markdown, xd_csv),
+    "dg": (dg_tables, dg_markdown, dg_csv),
 }
 
 
@@ -302,26 +374,25 @@ def _slug(*parts):
 
 def build(kind, root, out_dir=None, trainer=None, config=None, shots=None, paper=None, out=print):
     """Build, print and write the tables of one protocol; returns the tables (empty if no results)."""
-    collect, markdown, to_csv, svg = RENDERERS[kind]
+    collect, markdown, to_csv = RENDERERS[kind]
     kwargs = {"paper": paper} if kind == "base2new" else {}
-    tables = collect(root, trainer, config, shots, **kwargs)
+    tables = collect(root, trainer, config, shots, out=out, **kwargs)
     if not tables:
         out(f"No {kind} results (result.json) under {root}"
             + (f" for trainer {trainer}" if trainer else "") + (f", config {config}" if config else ""))
         return tables
+    from .figures import write_table_figures  # matplotlib: imported only when there is something to draw
+
     out_dir = out_dir or os.path.join(root, "tables")
     for table in tables:
         text = markdown(table)
         out(text)
-        stem = os.path.join(out_dir, _slug(kind, table.get("dataset"), table["method"], table["config"]))
+        variant = f"variant-{table['fingerprint'][:8]}" if table.get("variant") else None
+        stem = os.path.join(out_dir, _slug(kind, table.get("dataset"), table["method"], table["config"], variant))
         with atomic_write(stem + ".md", "w") as f:
             f.write(text)
         with atomic_write(stem + ".csv", "w") as f:
             f.write(to_csv(table))
-        written = [stem + ".md", stem + ".csv"]
-        if svg is not None:
-            with atomic_write(stem + ".svg", "w") as f:
-                f.write(svg(table))
-            written.append(stem + ".svg")
+        written = [stem + ".md", stem + ".csv"] + write_table_figures(table, stem)
         out(f"Written: {', '.join(written)}\n")
     return tables

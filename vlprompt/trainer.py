@@ -26,21 +26,25 @@ import torch.nn.functional as F
 from . import __version__
 from .clip_loader import load_clip
 from .cuda_graphs import GraphedForward
+from .data import image_cache
 from .engine import ENGINE, TrainerX, build_lr_scheduler, build_optimizer, compute_accuracy, load_checkpoint
 from .engine import load_pretrained_weights
-from .fileio import write_json_atomic
+from .errors import MissingFileError, UserError
+from .fileio import atomic_write, torch_save_atomic, write_json_atomic
 from .precision import PRECISIONS, apply_to_clip, resolve_precision
+from .resume import capture_rng_state, checkpoint_epochs, kill_point, restore_rng_state
 
 CHECKPOINT_EXTRA_KEYS = ("token_prefix", "token_suffix")
 
 
-class CheckpointMismatch(RuntimeError):
+class CheckpointMismatch(UserError, RuntimeError):
     pass
 
 
 class PromptTrainer(TrainerX):
     CONFIG_NODE = None  # cfg.TRAINER.<CONFIG_NODE> holds the method's keys
     CHECKPOINT_NAME = "prompt_learner"  # folder of the checkpoints in the output dir (the originals' name)
+    HAS_TRAINABLE_PROMPTS = True  # False: nothing to train or load (zero-shot CLIP)
 
     # ------------------------------------------------------------------------------ method hooks
     @classmethod
@@ -65,7 +69,8 @@ class PromptTrainer(TrainerX):
     # ------------------------------------------------------------------------------------ set-up
     def __init__(self, cfg):
         self._start_time = time.time()
-        self.run_info = {}  # train.py records how it was called; written to result.json
+        self.run_info = {}  # train.py records how it was called (and the run's identity); written to result.json
+        self.resumed_from = None  # the epoch a resumed run continued from
         super().__init__(cfg)
         self._last_results = None
         evaluate = self.evaluator.evaluate
@@ -95,10 +100,18 @@ class PromptTrainer(TrainerX):
         if prec not in PRECISIONS:
             raise ValueError(f"TRAINER.{self.CONFIG_NODE}.PREC must be one of {PRECISIONS}, got {prec!r}")
 
+    def build_data_loader(self):
+        super().build_data_loader()
+        image_cache.attach(self)  # evaluation reads preprocessed test images (vlprompt/data/image_cache.py)
+
+    def build_precision(self):
+        """The Precision for PREC (a trainer may adjust it, e.g. VPT's fp16 that the original ran in fp32)."""
+        prec = self.method_cfg.get("PREC", "fp16") if self.CONFIG_NODE else "fp16"
+        return resolve_precision(prec, self.device)
+
     def build_model(self):
         cfg = self.cfg
-        prec = self.method_cfg.get("PREC", "fp16") if self.CONFIG_NODE else "fp16"
-        self.precision = resolve_precision(prec, self.device)
+        self.precision = self.build_precision()
         print(f"Loading CLIP (backbone: {cfg.MODEL.BACKBONE.NAME})")
         clip_model = load_clip(cfg.MODEL.BACKBONE.NAME)
         apply_to_clip(clip_model, self.precision)
@@ -141,6 +154,7 @@ class PromptTrainer(TrainerX):
         return batch["img"].to(self.device), batch["label"].to(self.device)
 
     def forward_backward(self, batch):
+        kill_point(f"train-batch-{self.epoch + 1}-{self.batch_idx + 1}")
         image, label = self.parse_batch_train(batch)
         with self.precision.autocast():
             loss, logits = self.compute_loss(image, label)
@@ -186,10 +200,70 @@ class PromptTrainer(TrainerX):
         epoch_no = self.epoch + 1
         if not self._is_kept_checkpoint(epoch_no):
             self.save_model(self.epoch, self.output_dir)
-        if epoch_no > 1 and not self._is_kept_checkpoint(epoch_no - 1):
-            for name in self.get_model_names():
-                with contextlib.suppress(FileNotFoundError):
-                    os.remove(osp.join(self.output_dir, name, f"model.pth.tar-{epoch_no - 1}"))
+        for name in self.get_model_names():  # older resume points (also one a killed run left behind)
+            folder = osp.join(self.output_dir, name)
+            for old in checkpoint_epochs(folder):
+                if old < epoch_no and not self._is_kept_checkpoint(old):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.remove(osp.join(folder, f"model.pth.tar-{old}"))
+
+    def save_model(self, epoch, directory, is_best=False, val_result=None, model_name=""):
+        """Dassl's checkpoint (state_dict, epoch, optimizer, scheduler, val_result) plus what an exact
+        resume needs (`resume`: random states, GradScaler, best validation result). The file is written
+        atomically before the `checkpoint` pointer, so no kill loses a completed epoch."""
+        resume = {"rng": capture_rng_state(), "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+                  "best_result": self.best_result}
+        for name in self.get_model_names():
+            optim, sched = self._optims[name], self._scheds[name]
+            state = {"state_dict": self._models[name].state_dict(), "epoch": epoch + 1,
+                     "optimizer": optim.state_dict() if optim is not None else None,
+                     "scheduler": sched.state_dict() if sched is not None else None,
+                     "val_result": val_result, "resume": resume}
+            folder = osp.join(directory, name)
+            fpath = osp.join(folder, model_name or f"model.pth.tar-{epoch + 1}")
+            torch_save_atomic(state, fpath)
+            print(f"Checkpoint saved to {fpath}")
+            kill_point(f"checkpoint-written-{epoch + 1}")
+            with atomic_write(osp.join(folder, "checkpoint"), "w") as f:
+                f.write(f"{osp.basename(fpath)}\n")
+            if is_best:
+                torch_save_atomic(state, osp.join(folder, "model-best.pth.tar"))
+
+    def resume_model_if_exist(self, directory):
+        """Continue from the latest complete epoch on disk (every model's `model.pth.tar-N`), restoring the
+        optimizer, scheduler, random states and GradScaler, so the run ends as if never interrupted."""
+        names = self.get_model_names()
+        common = set.intersection(*(checkpoint_epochs(osp.join(directory, n)) for n in names)) if names else set()
+        if not common:
+            print("No checkpoint found, train from scratch")
+            return 0
+        epoch = max(common)
+        print(f"Found checkpoint at {directory} (will resume training)")
+        resume = None
+        for name in names:
+            fpath = osp.join(directory, name, f"model.pth.tar-{epoch}")
+            print(f'Loading checkpoint from "{fpath}"')
+            checkpoint = load_checkpoint(fpath)
+            self._models[name].load_state_dict(checkpoint["state_dict"])
+            if self._optims[name] is not None and checkpoint.get("optimizer") is not None:
+                self._optims[name].load_state_dict(checkpoint["optimizer"])
+            if self._scheds[name] is not None and checkpoint.get("scheduler") is not None:
+                self._scheds[name].load_state_dict(checkpoint["scheduler"])
+            resume = checkpoint.get("resume")
+            with atomic_write(osp.join(directory, name, "checkpoint"), "w") as f:
+                f.write(f"model.pth.tar-{epoch}\n")
+        if resume is not None:
+            restore_rng_state(resume["rng"])
+            if self.scaler is not None and resume.get("scaler"):
+                self.scaler.load_state_dict(resume["scaler"])
+            if resume.get("best_result") is not None:
+                self.best_result = resume["best_result"]
+        else:
+            print("Note: this checkpoint holds no random state (written by another codebase or an older vlprompt): "
+                  "the resumed run will not be bit-identical to an uninterrupted one")
+        print(f"Previous epoch: {epoch}")
+        self.resumed_from = epoch
+        return epoch
 
     def _is_kept_checkpoint(self, epoch_no):
         freq = self.cfg.TRAIN.CHECKPOINT_FREQ
@@ -197,6 +271,7 @@ class PromptTrainer(TrainerX):
 
     # -------------------------------------------------------------------------------- evaluation
     def model_inference(self, input):
+        kill_point("final-test")
         return self.model(input)
 
     def test(self, split=None):
@@ -218,7 +293,7 @@ class PromptTrainer(TrainerX):
         for name in self.get_model_names():
             path = osp.join(directory, name, model_file)
             if not osp.exists(path):
-                raise FileNotFoundError(self._missing_checkpoint_message(directory, name, path))
+                raise MissingFileError(self._missing_checkpoint_message(directory, name, path))
             checkpoint = load_checkpoint(path)
             state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else checkpoint
             state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
@@ -273,7 +348,7 @@ class PromptTrainer(TrainerX):
             "dataset": cfg.DATASET.NAME,
             "subsample": cfg.DATASET.get("SUBSAMPLE_CLASSES", "all"),
             "shots": cfg.DATASET.NUM_SHOTS,
-            "seed": cfg.SEED,
+            "seed": cfg.SEED if cfg.SEED >= 0 else None,
             "backbone": cfg.MODEL.BACKBONE.NAME,
             "config": osp.splitext(osp.basename(config_file))[0] if config_file else None,
             "config_file": config_file or None,
@@ -295,6 +370,8 @@ class PromptTrainer(TrainerX):
             "device": torch.cuda.get_device_name(0) if self.device.type == "cuda" else "cpu",
             "wall_time_s": round(time.time() - info.get("start_time", self._start_time), 2),
             "finished_at": datetime.datetime.now().isoformat(timespec="seconds"),
+            "resumed_from_epoch": self.resumed_from,
+            "identity": info.get("identity"),
         }
         path = osp.join(cfg.OUTPUT_DIR, "result.json")
         write_json_atomic(result, path)

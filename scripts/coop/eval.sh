@@ -10,11 +10,11 @@ DATASET=$1 CFG=$2; shift 2
 TRAINER=CoOp
 require_data
 resolve_configs $TRAINER "$CFG" "$DATASET"
+variant_of "$@"
 failed=()
 for SEED in ${SEEDS:-1 2 3}; do
-    MODEL_DIR="$OUTPUT/imagenet/$TRAINER/${CFG}_16shots/nctx16_cscFalse_ctpend/seed$SEED"
-    DIR="$OUTPUT/evaluation/$TRAINER/${CFG}_16shots/nctx16_cscFalse_ctpend/$DATASET/seed$SEED"
-    if job_done "$DIR"; then skip_notice "$DIR"; continue; fi
+    MODEL_DIR="$OUTPUT/imagenet/$TRAINER/${CFG}_16shots/nctx16_cscFalse_ctpend$VARIANT_SUFFIX/seed$SEED"
+    DIR="$OUTPUT/evaluation/$TRAINER/${CFG}_16shots/nctx16_cscFalse_ctpend$VARIANT_SUFFIX/$DATASET/seed$SEED"
     EPOCH=$(trained_epoch "$MODEL_DIR")
     train_py --root "$DATA" --seed "$SEED" --trainer $TRAINER \
         --dataset-config-file "$DATASET_CFG_FILE" --config-file "$TRAINER_CFG_FILE" \

@@ -10,10 +10,10 @@ DATASET=$1 CFG=$2 CTP=$3 NCTX=$4 SHOTS=$5 CSC=$6; shift 6
 TRAINER=CoOp
 require_data
 resolve_configs $TRAINER "$CFG" "$DATASET"
+variant_of "$@"
 failed=()
 for SEED in ${SEEDS:-1 2 3}; do
-    DIR="$OUTPUT/$DATASET/$TRAINER/${CFG}_${SHOTS}shots/nctx${NCTX}_csc${CSC}_ctp${CTP}/seed$SEED"
-    if job_done "$DIR"; then skip_notice "$DIR"; continue; fi
+    DIR="$OUTPUT/$DATASET/$TRAINER/${CFG}_${SHOTS}shots/nctx${NCTX}_csc${CSC}_ctp${CTP}$VARIANT_SUFFIX/seed$SEED"
     train_py --root "$DATA" --seed "$SEED" --trainer $TRAINER \
         --dataset-config-file "$DATASET_CFG_FILE" --config-file "$TRAINER_CFG_FILE" \
         --output-dir "$DIR" TRAINER.COOP.N_CTX "$NCTX" TRAINER.COOP.CSC "$CSC" \

@@ -8,8 +8,8 @@ DATASET=$1 CFG=$2; shift 2
 TRAINER=${TRAINER:-ZeroshotCLIP}
 require_data
 resolve_configs CoOp "$CFG" "$DATASET"
-DIR="$OUTPUT/$TRAINER/$CFG/$DATASET"
-if job_done "$DIR"; then skip_notice "$DIR"; exit 0; fi
+variant_of "$@"
+DIR="$OUTPUT/$TRAINER/$CFG$VARIANT_SUFFIX/$DATASET"
 train_py --root "$DATA" --trainer "$TRAINER" \
     --dataset-config-file "$DATASET_CFG_FILE" --config-file "$TRAINER_CFG_FILE" \
     --output-dir "$DIR" --eval-only "$@"

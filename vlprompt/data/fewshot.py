@@ -21,6 +21,7 @@ from collections import Counter
 
 from vlprompt.engine import Datum
 from vlprompt.fileio import atomic_write
+from vlprompt.validation import check_shots_against_classes
 
 CACHE_FORMAT = 1
 _DASSL_DATUM = ("dassl.data.datasets.base_dataset", "Datum")
@@ -113,8 +114,10 @@ def _cached_subset_fits(cached, sources, dataset_dir, shots):
     return True
 
 
-def load_cache_if_valid(path, dataset_dir, keys, sources, fingerprint, shots=None):
-    """The cached lists for `keys` if the cache at `path` fits `sources`; else None (with the reason)."""
+def load_cache_if_valid(path, dataset_dir, keys, sources, fingerprint, shots=None, num_shots=None, seed=None):
+    """The cached lists for `keys` if the cache at `path` fits `sources` (and, for ours, records the
+    requested `num_shots` and `seed`); else None (with the reason). The originals' caches record nothing:
+    they must hold min(K, n) items of each label (`shots`), which a renamed file of another K fails."""
     if not os.path.exists(path):
         return None
     try:
@@ -129,6 +132,10 @@ def load_cache_if_valid(path, dataset_dir, keys, sources, fingerprint, shots=Non
                 or meta.get("source_fingerprint") != fingerprint:
             print(f"Few-shot cache {path} was made from other data (data root, split file or class names "
                   "differ); rebuilding it")
+            return None
+        if (num_shots, seed) != (None, None) and (meta.get("num_shots"), meta.get("seed")) != (num_shots, seed):
+            print(f"Few-shot cache {path} holds {meta.get('num_shots')} shots of seed {meta.get('seed')}, not "
+                  f"{num_shots} shots of seed {seed} (a renamed or copied file?); rebuilding it")
             return None
         return cached
     if not _cached_subset_fits(cached, sources, dataset_dir, shots or [None] * len(sources)):
@@ -147,6 +154,9 @@ def fewshot_subsets(dataset, num_shots, seed, cache_dir, train, val=None, cache_
     """
     if num_shots < 1:
         return train, val
+    counts = Counter(item.label for item in train)
+    check_shots_against_classes(num_shots, counts, {item.label: item.classname for item in train} if sample is None
+                                else None)
     keys = ["train"] if val is None else ["train", "val"]
     sources = [train] if val is None else [train, val]
     dataset_dir = os.path.dirname(os.path.abspath(cache_dir))
@@ -154,14 +164,19 @@ def fewshot_subsets(dataset, num_shots, seed, cache_dir, train, val=None, cache_
     path = os.path.join(cache_dir, cache_name or f"shot_{num_shots}-seed_{seed}.pkl")
     # An originals' cache must hold min(K, n) items per label; with another sampler that rule differs.
     shots = None if sample is not None else [num_shots] if val is None else [num_shots, min(num_shots, 4)]
-    cached = load_cache_if_valid(path, dataset_dir, keys, sources, fingerprint, shots)
-    if cached is not None:
-        print(f"Loading preprocessed few-shot data from {path}")
-        return (cached[0], None) if val is None else (cached[0], cached[1])
-
     if sample is None:
         def sample(items, k):
             return dataset.generate_fewshot_dataset(items, num_shots=k)
+
+    cached = load_cache_if_valid(path, dataset_dir, keys, sources, fingerprint, shots, num_shots, seed)
+    if cached is not None:
+        print(f"Loading preprocessed few-shot data from {path}")
+        # Draw the picks all the same, so that Python's `random` continues as after a fresh selection: code
+        # that draws from it later (MetaPrompt's class split) trains the same model with or without a cache.
+        sample(train, num_shots)
+        if val is not None:
+            sample(val, min(num_shots, 4))
+        return (cached[0], None) if val is None else (cached[0], cached[1])
 
     train = sample(train, num_shots)
     if val is not None:

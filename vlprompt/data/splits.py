@@ -51,7 +51,7 @@ def read_split(filepath, path_prefix):
         raise SplitFileError(f"Split file {filepath} must hold the keys train, val and test (found {found})",
                              path=filepath)
 
-    entries = {}
+    entries, seen_names, seen_labels = {}, {}, {}
     for key in SPLIT_KEYS:
         entries[key] = []
         for i, entry in enumerate(split[key]):
@@ -65,9 +65,24 @@ def read_split(filepath, path_prefix):
                 raise SplitFileError(f"Split file {filepath}: {key}[{i}] has the label {label!r}, expected an "
                                      "integer", path=filepath) from None
             entries[key].append((os.path.join(path_prefix, impath), label, classname))
+            _check_label_and_name(filepath, f"{key}[{i}]", label, classname, seen_names, seen_labels)
     # One check over all three lists, so every missing image is counted in a single error.
     datums = iter(make_datums([e for key in SPLIT_KEYS for e in entries[key]], filepath))
     return tuple([next(datums) for _ in entries[key]] for key in SPLIT_KEYS)
+
+
+def _check_label_and_name(filepath, where, label, classname, seen_names, seen_labels):
+    """Each label has one class name and each class name one label, across train, val and test."""
+    first_name = seen_names.setdefault(label, (classname, where))
+    if first_name[0] != classname:
+        raise SplitFileError(f"Split file {filepath}: {where} gives label {label} the class name {classname!r}, but "
+                             f"{first_name[1]} names it {first_name[0]!r}: fix or regenerate the split file",
+                             path=filepath)
+    first_label = seen_labels.setdefault(classname, (label, where))
+    if first_label[0] != label:
+        raise SplitFileError(f"Split file {filepath}: {where} gives class {classname!r} the label {label}, but "
+                             f"{first_label[1]} gives it {first_label[0]}: fix or regenerate the split file",
+                             path=filepath)
 
 
 def save_split(train, val, test, filepath, path_prefix):

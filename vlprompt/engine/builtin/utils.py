@@ -223,6 +223,9 @@ class Logger:
         return getattr(self.console, name)
 
 
+LOG_START_MARK = "** vlprompt log started"
+
+
 def _rotated_name(fpath):
     stamp = time.strftime("-%Y-%m-%d-%H-%M-%S", time.localtime(osp.getmtime(fpath)))
     candidate, n = fpath + stamp, 1
@@ -246,6 +249,8 @@ def setup_logger(output=None):
         os.replace(fpath, _rotated_name(fpath))
     close_logger()
     sys.stdout = Logger(fpath, sys.stdout)
+    # When this log was started, for the parsers (file times do not survive every copy); the file only.
+    sys.stdout.file.write(f"{LOG_START_MARK} {time.strftime('%Y-%m-%d-%H-%M-%S')}\n")
     return fpath
 
 
