@@ -2,9 +2,11 @@
 protocol), and `FewShotDGDataset`, the base of the four DG readers (PACS, VLCS, OfficeHome, DomainNet).
 
 The protocol (MetaPrompt's PACSFS / VLCSFS / OfficeHomeFS / DomainNetFS readers, on Dassl's layouts):
-- one or more target domains are held out: --target-domains X (DATASET.TARGET_DOMAINS) or DATASET.ID i
-  (the original's convenience: target = domains[i]); the source domains are given with --source-domains
-  or default to all other domains, in the canonical order;
+- one or more target domains are held out: --target-domains X (DATASET.TARGET_DOMAINS), with the source
+  domains given by --source-domains or by default all other domains in the canonical order; or
+  DATASET.ID i >= 0 (the MetaPrompt code's key, which its dg.sh passes): target = domains[i], sources =
+  all the others, whatever SOURCE_DOMAINS / TARGET_DOMAINS say (its configs/datasets/dg/*.yaml carry
+  lists that disagree with most IDs; the original ignores them, and so does this reader, saying so);
 - train = the source domains' training split, K shots per class *per source domain*; val = the source
   domains' validation split, min(K, 4) shots per class per domain (unused for model selection);
 - test = the held-out domain, all of it (PACS, OfficeHome: train + val splits) or its test split (VLCS,
@@ -87,11 +89,13 @@ class FewShotDGDataset(BenchmarkDataset):
             if domain_id >= len(self.domains):
                 raise ValueError(f"{name}: DATASET.ID {domain_id} is out of range: the domains are "
                                  f"{list(enumerate(self.domains))}")
-            if targets and targets != [self.domains[domain_id]]:
-                raise ValueError(f"{name}: DATASET.ID {domain_id} selects the target domain "
-                                 f"{self.domains[domain_id]!r} but DATASET.TARGET_DOMAINS is {targets}; give one of "
-                                 "them (DATASET.ID -1 turns the ID off)")
-            targets = [self.domains[domain_id]]
+            # As the MetaPrompt code: the ID alone decides; the lists its YAMLs carry are not read.
+            chosen = [self.domains[domain_id]]
+            others = [d for d in self.domains if d not in chosen]
+            if (targets and targets != chosen) or (sources and sources != others):
+                print(f"{name}: DATASET.ID {domain_id} selects target {chosen} and sources {others}; it overrides "
+                      f"DATASET.TARGET_DOMAINS {targets} and SOURCE_DOMAINS {sources} (as the MetaPrompt code does)")
+            return others, chosen
         if not targets:
             raise ValueError(f"{name}: choose the held-out domain with --target-domains (one of {self.domains}) or "
                              f"DATASET.ID (its index)")

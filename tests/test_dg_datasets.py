@@ -157,8 +157,9 @@ def test_target_by_id_sources_given_and_errors(dg_data):
     assert os.path.isfile(os.path.join(fakes["pacs"].dataset_dir, "split_fewshot",
                                        "sketch+art_painting_to_photo_shot_1-seed_1.pkl"))
 
-    with pytest.raises(ValueError, match="DATASET.ID 1 selects the target domain 'cartoon'"):
-        build(root, "pacs", target=["photo"], DATASET__ID=1)
+    # DATASET.ID decides, as in the MetaPrompt code (its YAMLs carry lists that disagree with the ID)
+    overridden = build(root, "pacs", target=["photo"], sources=["sketch"], DATASET__ID=1)
+    assert (overridden.source_domains, overridden.target_domains) == (["art_painting", "photo", "sketch"], ["cartoon"])
     with pytest.raises(ValueError, match="out of range"):
         build(root, "pacs", DATASET__ID=4)
     with pytest.raises(ValueError, match="--target-domains"):

@@ -19,44 +19,17 @@ prompt learner with the layer they enter as their name (`text_layer_prompts.<i>`
 """
 import re
 
+import torch
 import torch.nn as nn
 
-from trainers.maple import check_prompt_depth, full_model_to_prompt_learner, is_full_model_state, text_context
 from vlprompt.classifier import VisionLanguagePromptedCLIP
 from vlprompt.config import ensure_node, set_default
+from vlprompt.deep_prompts import (VisionPrompts, check_prompt_depth, clip_constructor_draws,
+                                   full_model_to_prompt_learner, is_full_model_state, layer_prompts,
+                                   original_vision_prompt_name, per_layer, text_context)
 from vlprompt.engine import TRAINER_REGISTRY
-from vlprompt.prompts import ClassPrompts, random_context
+from vlprompt.prompts import ClassPrompts
 from vlprompt.trainer import PromptTrainer
-
-
-def layer_prompts(n_ctx, width, depth):
-    """New prompts for blocks 1..depth-1, keyed by block index, N(0, 0.02^2), float32."""
-    return nn.ParameterDict({str(i): nn.Parameter(random_context(n_ctx, width)) for i in range(1, depth)})
-
-
-def per_layer(prompts, depth):
-    """[None, prompts["1"], .., prompts[str(depth - 1)]]: the deep_prompts list of the prompted towers."""
-    return [None] + [prompts[str(i)] for i in range(1, depth)]
-
-
-class VisionPrompts(nn.Module):
-    """Deep visual prompts (VPT-deep): `input_prompts` appended after the patch tokens, and
-    `layer_prompts.<i>` replacing them just before vision block i (1 <= i < depth). float32, as the
-    original's (cast to the tower's dtype where injected)."""
-
-    def __init__(self, vision_encoder, n_ctx, depth):
-        super().__init__()
-        width = vision_encoder.width  # ViT only
-        check_prompt_depth(depth, vision_encoder.num_layers, "PROMPT_DEPTH_VISION")
-        if n_ctx < 1:
-            raise ValueError(f"N_CTX_VISION must be >= 1 for vision prompts, got {n_ctx}")
-        self.depth = depth
-        self.input_prompts = nn.Parameter(random_context(n_ctx, width))
-        self.layer_prompts = layer_prompts(n_ctx, width, depth)
-
-    def forward(self):
-        """(input prompts [n, d_vision], per-layer prompts [None, V^1, ..])."""
-        return self.input_prompts, per_layer(self.layer_prompts, self.depth)
 
 
 class VLPromptLearner(nn.Module):
@@ -64,7 +37,7 @@ class VLPromptLearner(nn.Module):
     absent for language-only prompting) and the class prompts P is placed in."""
 
     def __init__(self, text_encoder, vision_encoder, classnames, n_ctx_text=2, n_ctx_vision=2,
-                 ctx_init="a photo of a", depth_text=9, depth_vision=9):
+                 ctx_init="a photo of a", depth_text=9, depth_vision=9, drawn=None):
         super().__init__()
         if depth_text < 1:
             raise ValueError("PROMPT_DEPTH_TEXT must be >= 1 for independent V-L prompting; "
@@ -72,9 +45,11 @@ class VLPromptLearner(nn.Module):
         check_prompt_depth(depth_text, text_encoder.num_layers, "PROMPT_DEPTH_TEXT")
         self.depth_text = depth_text
         # Random draws in the original's order: vision prompts, deep text prompts, ctx (random init only).
+        # `drawn` (clip_constructor_draws) holds the first two as the original drew them while building CLIP.
         with_vision = depth_vision > 0 and n_ctx_vision > 0
-        self.vision = VisionPrompts(vision_encoder, n_ctx_vision, depth_vision) if with_vision else None
-        self.text_layer_prompts = layer_prompts(n_ctx_text, text_encoder.width, depth_text)
+        self.vision = VisionPrompts(vision_encoder, n_ctx_vision, depth_vision, drawn) if with_vision else None
+        self.text_layer_prompts = layer_prompts(n_ctx_text, text_encoder.width, depth_text,
+                                                drawn["text"] if drawn is not None else None)
         ctx_vectors, prompt_prefix = text_context(text_encoder, n_ctx_text, ctx_init)
         print("Independent V-L design")
         print(f'Initial text context: "{prompt_prefix}"')
@@ -99,21 +74,24 @@ class IVLPCLIP(VisionLanguagePromptedCLIP):
     """Static inputs: the class text features g(t_k; P^i) and the vision prompts V, V^i."""
 
     def __init__(self, clip_model, classnames, n_ctx_text=2, n_ctx_vision=2, ctx_init="a photo of a",
-                 depth_text=9, depth_vision=9):
+                 depth_text=9, depth_vision=9, rng_before_clip=None, round_fp16=False):
+        """rng_before_clip: the CPU generator state before CLIP was built; given, the prompts are the
+        original's from the same seed (vlprompt.deep_prompts.clip_constructor_draws). round_fp16: the
+        prompts made in CLIP's blocks reach the towers rounded to float16, as in the original."""
         super().__init__(clip_model)
+        drawn = None
+        if rng_before_clip is not None:
+            with_vision = depth_vision > 0 and n_ctx_vision > 0
+            drawn = clip_constructor_draws(clip_model, rng_before_clip,
+                                           vision=(n_ctx_vision, depth_vision) if with_vision else None,
+                                           text=(n_ctx_text, depth_text))
         self.prompt_learner = VLPromptLearner(self.text_encoder, self.image_encoder, classnames, n_ctx_text,
-                                              n_ctx_vision, ctx_init, depth_text, depth_vision)
+                                              n_ctx_vision, ctx_init, depth_text, depth_vision, drawn)
+        # The original's `.half()` where its prompts enter CLIP's blocks (vlprompt.prompted_clip).
+        self.text_encoder.round_prompts_fp16 = self.image_encoder.round_prompts_fp16 = round_fp16
 
 
 # ------------------------------------------------------------------ the originals' checkpoints
-def original_vision_prompt_name(key, prefix=""):
-    """The original's image_encoder.VPT / image_encoder.transformer.resblocks.<i>.VPT_shallow -> ours."""
-    if key == "image_encoder.VPT":
-        return prefix + "input_prompts"
-    match = re.fullmatch(r"image_encoder\.transformer\.resblocks\.(\d+)\.VPT_shallow", key)
-    return f"{prefix}layer_prompts.{match.group(1)}" if match else None
-
-
 def original_ivlp_prompt_name(key):
     """Where the original IVLP kept prompts inside CLIP's modules -> this prompt learner's names."""
     match = re.fullmatch(r"text_encoder\.transformer\.resblocks\.(\d+)\.VPT_shallow", key)
@@ -136,11 +114,20 @@ class IVLP(PromptTrainer):
         set_default(node, "PREC", "fp16")
         set_default(node, "PROMPT_DEPTH_VISION", 9)  # 0: no vision prompts (deep language prompting)
         set_default(node, "PROMPT_DEPTH_TEXT", 9)
+        # vlprompt: the original rounds V, V^i and P^i to float16 where they enter the towers, also under
+        # PREC fp32/amp (its `.half()`); False keeps them float32 there (a ~1e-4 relative difference in the logits).
+        set_default(node, "ROUND_PROMPTS_FP16", True)
+
+    def build_model(self):
+        # The original draws its prompts while CLIP is built: keep the generator state from before.
+        self.rng_before_clip = torch.get_rng_state()
+        super().build_model()
 
     def build_custom_model(self, clip_model, classnames):
         c = self.method_cfg
         return IVLPCLIP(clip_model, classnames, c.N_CTX_TEXT, c.N_CTX_VISION, c.CTX_INIT,
-                        c.PROMPT_DEPTH_TEXT, c.PROMPT_DEPTH_VISION)
+                        c.PROMPT_DEPTH_TEXT, c.PROMPT_DEPTH_VISION, getattr(self, "rng_before_clip", None),
+                        bool(self.method_option("ROUND_PROMPTS_FP16", True)))
 
     def adapt_checkpoint_state(self, state_dict):
         if is_full_model_state(state_dict):

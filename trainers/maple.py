@@ -29,34 +29,11 @@ import copy
 import torch.nn as nn
 
 from vlprompt.classifier import VisionLanguagePromptedCLIP
-from vlprompt.clip_loader import bpe_length
 from vlprompt.config import ensure_node, set_default
+from vlprompt.deep_prompts import check_prompt_depth, full_model_to_prompt_learner, is_full_model_state, text_context
 from vlprompt.engine import TRAINER_REGISTRY
-from vlprompt.prompts import ClassPrompts, clean_classname, context_from_phrase, random_context
-from vlprompt.trainer import CheckpointMismatch, PromptTrainer
-
-MAX_WORD_INIT = 4  # the originals initialise from CTX_INIT only when n_ctx <= 4, else randomly
-
-
-def check_prompt_depth(depth, num_layers, key):
-    if not 1 <= depth <= num_layers:
-        raise ValueError(f"{key} must be between 1 and the number of layers ({num_layers}), got {depth}")
-
-
-def text_context(text_encoder, n_ctx, ctx_init):
-    """MaPLe/IVLP's first context: (vectors [n_ctx, width], prompt prefix string).
-
-    With CTX_INIT and n_ctx <= 4: the first n_ctx token embeddings of the phrase, and the whole phrase is
-    the prefix. Otherwise N(0, 0.02^2) vectors and a prefix of n_ctx "X" tokens.
-    """
-    if ctx_init and n_ctx <= MAX_WORD_INIT:
-        phrase = clean_classname(ctx_init)
-        if bpe_length(phrase) < n_ctx:
-            raise ValueError(f"CTX_INIT {ctx_init!r} has {bpe_length(phrase)} tokens, fewer than the {n_ctx} "
-                             "context vectors it should initialise")
-        vectors, _ = context_from_phrase(text_encoder, phrase, n_ctx)
-        return vectors, phrase
-    return random_context(n_ctx, text_encoder.width, dtype=text_encoder.dtype), " ".join(["X"] * n_ctx)
+from vlprompt.prompts import ClassPrompts, random_context
+from vlprompt.trainer import PromptTrainer
 
 
 class MultiModalPromptLearner(nn.Module):
@@ -105,53 +82,6 @@ class MaPLeCLIP(VisionLanguagePromptedCLIP):
         super().__init__(clip_model)
         self.prompt_learner = MultiModalPromptLearner(self.text_encoder, self.image_encoder, classnames, n_ctx,
                                                       ctx_init, prompt_depth)
-
-
-# ------------------------------------------------------------------ the originals' checkpoints
-ORIGINAL_MODEL_PREFIXES = ("prompt_learner.", "image_encoder.", "text_encoder.")
-# Frozen CLIP tensors a full-model checkpoint holds, and where this model keeps them.
-BACKBONE_FINGERPRINT = {"image_encoder.conv1.weight": "image_encoder.visual.conv1.weight",
-                        "image_encoder.positional_embedding": "image_encoder.visual.positional_embedding",
-                        "text_encoder.text_projection": "text_encoder.text_projection"}
-
-
-def is_full_model_state(state):
-    """True for the originals' checkpoints, which hold the whole CustomCLIP (frozen CLIP included)."""
-    return any(k.startswith(ORIGINAL_MODEL_PREFIXES) or k == "logit_scale" for k in state)
-
-
-def check_same_backbone(state, model):
-    """Fail if a full-model checkpoint's frozen CLIP has other shapes than the loaded backbone's
-    (e.g. ViT-B/16 prompts evaluated on ViT-B/32, whose prompt shapes are the same)."""
-    ours = model.state_dict()
-    wrong = [f"{k}: checkpoint {tuple(state[k].shape)} vs backbone {tuple(ours[mine].shape)}"
-             for k, mine in BACKBONE_FINGERPRINT.items()
-             if k in state and mine in ours and tuple(state[k].shape) != tuple(ours[mine].shape)]
-    if wrong:
-        raise CheckpointMismatch(f"The checkpoint was trained on another CLIP backbone than MODEL.BACKBONE.NAME "
-                                 f"({'; '.join(wrong)}); set MODEL.BACKBONE.NAME to the one it was trained with.")
-
-
-def full_model_to_prompt_learner(state, model, rename_frozen=None):
-    """An original full-model state dict -> this trainer's prompt-learner state.
-
-    prompt_learner.* keeps its name without the prefix, except token_prefix/token_suffix, which are
-    rebuilt from the current class names (as the originals' load_model drops them). Prompts the
-    originals kept inside CLIP's modules are renamed by `rename_frozen(key)` (a name, or None);
-    everything else (frozen CLIP, logit_scale) is dropped. Missing prompts fail when loading.
-    """
-    check_same_backbone(state, model)
-    adapted = {}
-    for key, value in state.items():
-        if key.startswith("prompt_learner."):
-            name = key[len("prompt_learner."):]
-            if name not in ("token_prefix", "token_suffix"):
-                adapted[name] = value
-        elif rename_frozen is not None:
-            name = rename_frozen(key)
-            if name is not None:
-                adapted[name] = value
-    return adapted
 
 
 @TRAINER_REGISTRY.register()

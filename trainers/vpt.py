@@ -15,12 +15,14 @@ image_encoder.transformer.resblocks.<i>.VPT_shallow) and registered the whole mo
 here the prompt learner holds just them (`input_prompts`, `layer_prompts.<i>`), under that folder name,
 and the released checkpoints are renamed onto them when loaded.
 """
+import dataclasses
+
 import torch
 
-from trainers.independentVL import VisionPrompts, original_vision_prompt_name
-from trainers.maple import full_model_to_prompt_learner, is_full_model_state
 from vlprompt.classifier import PromptedCLIP, scaled_cosine_logits
 from vlprompt.config import ensure_node, set_default
+from vlprompt.deep_prompts import (VisionPrompts, clip_constructor_draws, full_model_to_prompt_learner,
+                                   is_full_model_state, original_vision_prompt_name)
 from vlprompt.engine import TRAINER_REGISTRY
 from vlprompt.prompts import encode_class_templates
 from vlprompt.trainer import PromptTrainer
@@ -29,11 +31,18 @@ HAND_CRAFTED_PROMPT = "a photo of a {}."
 
 
 class VPTCLIP(PromptedCLIP):
-    def __init__(self, clip_model, classnames, n_ctx=8, prompt_depth=12):
+    def __init__(self, clip_model, classnames, n_ctx=8, prompt_depth=12, rng_before_clip=None, round_fp16=False):
+        """rng_before_clip: the CPU generator state before CLIP was built; given, the prompts are the
+        original's from the same seed (vlprompt.deep_prompts.clip_constructor_draws). round_fp16: the
+        prompts reach the tower rounded to float16, as in the original."""
         super().__init__(clip_model)
         if prompt_depth < 1:
             raise ValueError("PROMPT_DEPTH_VISION must be >= 1 for vision prompting")
-        self.prompt_learner = VisionPrompts(self.image_encoder, n_ctx, prompt_depth)
+        drawn = None
+        if rng_before_clip is not None:
+            drawn = clip_constructor_draws(clip_model, rng_before_clip, vision=(n_ctx, prompt_depth))
+        self.prompt_learner = VisionPrompts(self.image_encoder, n_ctx, prompt_depth, drawn)
+        self.image_encoder.round_prompts_fp16 = round_fp16  # the original's `.half()` (vlprompt.prompted_clip)
         self.classnames = list(classnames)
         print("Vision Prompting Design")
         print(f"Number of context words (tokens) for Vision prompting: {n_ctx}")
@@ -71,10 +80,30 @@ class VPT(PromptTrainer):
         set_default(node, "CTX_INIT", "a photo of a")  # not used (the text prompts are fixed), as in the original
         set_default(node, "PREC", "fp16")
         set_default(node, "PROMPT_DEPTH_VISION", 1)
+        # vlprompt: the original rounds V and the V^i to float16 where they enter the tower (its `.half()`),
+        # whatever PREC says; False keeps them float32 there.
+        set_default(node, "ROUND_PROMPTS_FP16", True)
+        # vlprompt: the original's CLIP loader returns model.float(), so its PREC "fp16" configs (and its
+        # published numbers) computed in fp32; False (default) does the same. True: real half precision.
+        set_default(node, "TRUE_FP16", False)
+
+    def build_precision(self):
+        precision = super().build_precision()
+        if precision.name == "fp16" and not self.method_option("TRUE_FP16", False):
+            print("Note: VPT with PREC fp16 computes in fp32, as the original code did (its CLIP loader returns "
+                  "model.float()); TRAINER.VPT.TRUE_FP16 True runs real half precision")
+            precision = dataclasses.replace(precision, name="fp32", weight_dtype=torch.float32)
+        return precision
+
+    def build_model(self):
+        # The original draws its prompts while CLIP is built: keep the generator state from before.
+        self.rng_before_clip = torch.get_rng_state()
+        super().build_model()
 
     def build_custom_model(self, clip_model, classnames):
         c = self.method_cfg
-        return VPTCLIP(clip_model, classnames, c.N_CTX_VISION, c.PROMPT_DEPTH_VISION)
+        return VPTCLIP(clip_model, classnames, c.N_CTX_VISION, c.PROMPT_DEPTH_VISION,
+                       getattr(self, "rng_before_clip", None), bool(self.method_option("ROUND_PROMPTS_FP16", True)))
 
     def adapt_checkpoint_state(self, state_dict):
         if is_full_model_state(state_dict):

@@ -16,6 +16,11 @@ embedding as CLIP does, then the input-level prompts are appended *after* the pa
 positional embedding, before ln_pre. Deep prompts replace the last n tokens just before block i, for
 i >= 1. The output is ln_post(class token) @ proj; patch tokens can be returned too.
 
+`round_prompts_fp16` (an attribute of each tower, False by default): prompts passed through
+`_expand_prompts` (the vision tower's input prompts, both towers' deep prompts) are rounded to float16
+after being expanded to the batch, forward and gradient, as the original IVLP/VPT code's `.half()` does
+before concatenating them with float32 hidden states. Their trainers turn it on to reproduce it.
+
 Deep prompts are given per layer: `deep_prompts[i]` is used before block i (entry 0 must be None,
 the input-level prompts play that role); an entry may be None (that layer carries the previous
 layer's outputs forward), a [n, width] tensor shared by the batch, or a [batch, n, width] tensor.
@@ -24,11 +29,13 @@ import torch
 import torch.nn as nn
 
 
-def _expand_prompts(prompts, batch, dtype):
+def _expand_prompts(prompts, batch, dtype, round_fp16=False):
     if prompts.dim() == 2:
         prompts = prompts.unsqueeze(0).expand(batch, -1, -1)
     elif prompts.shape[0] != batch:
         raise ValueError(f"per-sample prompts have batch size {prompts.shape[0]}, expected {batch}")
+    if round_fp16:
+        prompts = prompts.half()  # after expanding, so the gradient is rounded per sequence as there
     return prompts.to(dtype)
 
 
@@ -66,6 +73,8 @@ def run_residual_block(block, x, causal_attn_mask=None):
 
 class PromptedTextEncoder(nn.Module):
     """CLIP's text tower over prompt embeddings, with optional deep (per-layer) prompts."""
+
+    round_prompts_fp16 = False  # see the module docstring
 
     def __init__(self, clip_model):
         super().__init__()
@@ -113,7 +122,7 @@ class PromptedTextEncoder(nn.Module):
         mask = causal_mask(length, dtype, x.device)
         for i, block in enumerate(self.transformer.resblocks):
             if deep[i] is not None:
-                p = _expand_prompts(deep[i], n_seq, x.dtype).permute(1, 0, 2)
+                p = _expand_prompts(deep[i], n_seq, x.dtype, self.round_prompts_fp16).permute(1, 0, 2)
                 x = torch.cat([x[:1], p, x[1 + p.shape[0]:]], dim=0)
             x = run_residual_block(block, x, mask)
         x = x[eot_indices, torch.arange(n_seq, device=x.device)]  # only the EOT rows are needed
@@ -132,6 +141,8 @@ class PromptedVisionEncoder(nn.Module):
 
     ResNet backbones run CLIP's own forward and accept no prompts.
     """
+
+    round_prompts_fp16 = False  # see the module docstring
 
     def __init__(self, clip_model):
         super().__init__()
@@ -186,7 +197,7 @@ class PromptedVisionEncoder(nn.Module):
         x = torch.cat([cls, x], dim=1) + v.positional_embedding.to(x.dtype)
         n_prompt = 0
         if prompts is not None:
-            p = _expand_prompts(prompts, batch, x.dtype)
+            p = _expand_prompts(prompts, batch, x.dtype, self.round_prompts_fp16)
             n_prompt = p.shape[1]
             x = torch.cat([x, p], dim=1)
         x = v.ln_pre(x)
@@ -195,7 +206,7 @@ class PromptedVisionEncoder(nn.Module):
         deep = _check_deep(deep_prompts, self.num_layers, "vision")
         for i, block in enumerate(v.transformer.resblocks):
             if deep[i] is not None:
-                p = _expand_prompts(deep[i], batch, x.dtype).permute(1, 0, 2)
+                p = _expand_prompts(deep[i], batch, x.dtype, self.round_prompts_fp16).permute(1, 0, 2)
                 if p.shape[0] != n_prompt:
                     raise ValueError(f"deep vision prompts at layer {i} have {p.shape[0]} tokens; the input "
                                      f"prompts have {n_prompt} (deep prompts replace the appended ones)")
