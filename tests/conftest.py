@@ -26,6 +26,20 @@ import train as train_module  # noqa: E402  (registers every trainer and dataset
 train_module.import_plugins()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def image_cache_dir(tmp_path_factory):
+    """Evaluation's test-image cache (vlprompt.data.image_cache) goes to a temporary folder, not ~/.cache;
+    the scripts the tests run inherit it."""
+    previous = os.environ.get("VLPROMPT_CACHE")
+    root = tmp_path_factory.mktemp("vlprompt-cache")
+    os.environ["VLPROMPT_CACHE"] = str(root)
+    yield root / "test_images"
+    if previous is None:
+        os.environ.pop("VLPROMPT_CACHE", None)
+    else:
+        os.environ["VLPROMPT_CACHE"] = previous
+
+
 @pytest.fixture(scope="session")
 def tiny_clip_path(tmp_path_factory):
     """A tiny ViT CLIP (12 layers; text width 64, vision width 128, embed 48; 32 px, patch 8) state dict."""

@@ -21,6 +21,10 @@ def extend_cfg(cfg):
         cfg.DATASET.SUBSAMPLE_CLASSES = "all"  # all, base or new
     if "CUDA_GRAPHS" not in cfg.TRAIN:
         cfg.TRAIN.CUDA_GRAPHS = True  # replay training steps from CUDA graphs on a GPU (vlprompt.trainer)
+    # Evaluation reads preprocessed test images (vlprompt.data.image_cache); read with cfg.TEST.get(...).
+    for key, value in (("IMAGE_CACHE", True), ("IMAGE_CACHE_DIR", ""), ("IMAGE_CACHE_DECODER", "pil")):
+        if key not in cfg.TEST:
+            cfg.TEST[key] = value
     seen = set()
     for cls in _registered_classes(TRAINER_REGISTRY) + _registered_classes(DATASET_REGISTRY):
         add = getattr(cls, "add_config", None)

@@ -1,4 +1,6 @@
 """dassl.data: DataManager, DatasetWrapper and build_data_loader."""
+import os
+
 import torch
 import torchvision.transforms as T
 from PIL import Image
@@ -21,13 +23,44 @@ def read_image(path):
         raise OSError(f"Cannot read image file {path}: {e}") from e
 
 
+def available_cpus():
+    """CPUs this process may run on (its affinity mask, e.g. a Slurm allocation), not the machine's count."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+_NOTED_WORKERS = set()
+
+
+def fit_num_workers(requested):
+    """min(requested, available CPUs), with a one-line note (once per value) instead of torch's warning."""
+    requested = int(requested)
+    cpus = available_cpus()
+    if requested <= cpus:
+        return requested
+    if (requested, cpus) not in _NOTED_WORKERS:
+        _NOTED_WORKERS.add((requested, cpus))
+        print(f"Note: DATALOADER.NUM_WORKERS {requested} > the {cpus} CPUs available; using {cpus} loader workers")
+    return cpus
+
+
 def build_data_loader(cfg, sampler_type="SequentialSampler", data_source=None, batch_size=64, n_domain=0,
-                      n_ins=2, tfm=None, is_train=True, dataset_wrapper=None):
+                      n_ins=2, tfm=None, is_train=True, dataset_wrapper=None, persistent_workers=None):
+    """Dassl's build_data_loader. Evaluation loaders get min(NUM_WORKERS, CPUs) workers, and a validation
+    set evaluated every epoch keeps them (`persistent_workers`). Training loaders keep Dassl's behaviour:
+    the configured number of workers, started afresh every epoch, because each worker draws the random
+    augmentation of the images it loads from a stream seeded when the epoch starts: another number of
+    workers, or workers that persist across epochs, would train another model than the original code (and
+    a resumed run another model than an uninterrupted one)."""
     sampler = build_sampler(sampler_type, cfg=cfg, data_source=data_source, batch_size=batch_size,
                             n_domain=n_domain, n_ins=n_ins)
     if dataset_wrapper is None:
         dataset_wrapper = DatasetWrapper
-    num_workers = cfg.DATALOADER.NUM_WORKERS
+    num_workers = cfg.DATALOADER.NUM_WORKERS if is_train else fit_num_workers(cfg.DATALOADER.NUM_WORKERS)
+    if is_train:
+        persistent_workers = False
     loader = torch.utils.data.DataLoader(
         dataset_wrapper(cfg, data_source, transform=tfm, is_train=is_train),
         batch_size=batch_size,
@@ -36,8 +69,7 @@ def build_data_loader(cfg, sampler_type="SequentialSampler", data_source=None, b
         # Since Dassl 2021-09: never drop the only (incomplete) batch of a tiny few-shot set.
         drop_last=is_train and len(data_source) >= batch_size,
         pin_memory=(torch.cuda.is_available() and cfg.USE_CUDA),
-        # The training loader is iterated once per epoch; keeping its workers saves their start-up.
-        persistent_workers=is_train and num_workers > 0,
+        persistent_workers=bool(persistent_workers) and num_workers > 0,
     )
     if len(loader) == 0:
         raise ValueError(
@@ -82,7 +114,7 @@ class DataManager:
             self.val_loader = build_data_loader(
                 cfg, sampler_type=cfg.DATALOADER.TEST.SAMPLER, data_source=dataset.val,
                 batch_size=cfg.DATALOADER.TEST.BATCH_SIZE, tfm=tfm_test, is_train=False,
-                dataset_wrapper=dataset_wrapper)
+                dataset_wrapper=dataset_wrapper, persistent_workers=cfg.TEST.FINAL_MODEL == "best_val")
 
         self.test_loader = build_data_loader(
             cfg, sampler_type=cfg.DATALOADER.TEST.SAMPLER, data_source=dataset.test,
