@@ -27,7 +27,11 @@ oxford_flowers/
 """
 
     def make_split(self):
-        from scipy.io import loadmat
+        try:
+            from scipy.io import loadmat
+        except ImportError:
+            raise ImportError("Reading OxfordFlowers' imagelabels.mat (used when the split file is absent) needs "
+                              'scipy, part of the data extra: pip install "vlprompt[data]"') from None
 
         label_file = self.require(os.path.join(self.dataset_dir, "imagelabels.mat"), "label file")
         names_file = self.require(os.path.join(self.dataset_dir, "cat_to_name.json"), "class-name file")

@@ -42,7 +42,11 @@ stanford_cars/
         return train, val, test
 
     def load_mat(self, path, key, what):
-        from scipy.io import loadmat
+        try:
+            from scipy.io import loadmat
+        except ImportError:
+            raise ImportError("Reading StanfordCars' .mat annotations (used when the split file is absent) needs "
+                              'scipy, part of the data extra: pip install "vlprompt[data]"') from None
 
         self.require(path, what)
         try:

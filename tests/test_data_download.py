@@ -16,7 +16,7 @@ import pytest
 from dataset_fixtures import read, tuples
 from vlprompt.cli import main
 from vlprompt.data import download as dl
-from vlprompt.data.catalog import CATALOG
+from vlprompt.data.catalog import CATALOG, Resource
 from vlprompt.testing.fake_data import make_dataset
 
 
@@ -228,3 +228,157 @@ def test_failed_download_names_the_source(server, tmp_path, capsys):
     assert status == 1
     err = capsys.readouterr().err
     assert f"Could not download dtd-r1.0.1.tar.gz from {server.url}/dtd-r1.0.1.tar.gz" in err and "404" in err
+
+
+# ------------------------------------------------------------------ resume, retries, progress (pooch)
+class FlakyServer:
+    """Serves one file at /big.bin, honouring `Range: bytes=N-` with a 206. The first len(`drops`)
+    requests are cut off: the headers promise the whole (remaining) file, then the connection closes
+    once the file's first drops[i] bytes have been sent. `seen` records each request's Range header."""
+
+    def __init__(self, payload, drops=()):
+        self.payload = payload
+        self.drops = list(drops)
+        self.seen = []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                if self.path != "/big.bin":
+                    self.send_error(404)
+                    return
+                rng = self.headers.get("Range")
+                server.seen.append(rng)
+                start = int(rng[len("bytes="):-1]) if rng else 0
+                body = server.payload[start:]
+                self.send_response(206 if rng else 200)
+                if rng:
+                    self.send_header("Content-Range", f"bytes {start}-{len(server.payload) - 1}/{len(server.payload)}")
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Connection", "close")
+                self.end_headers()
+                if server.drops:
+                    cut = server.drops.pop(0)
+                    self.wfile.write(server.payload[start:cut])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                self.wfile.write(body)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
+PAYLOAD_MD5 = hashlib.md5(PAYLOAD).hexdigest()
+
+
+@pytest.fixture
+def flaky():
+    servers = []
+
+    def start(drops=()):
+        servers.append(FlakyServer(PAYLOAD, drops))
+        return servers[-1]
+
+    yield start
+    for srv in servers:
+        srv.close()
+
+
+@pytest.fixture
+def waits(monkeypatch):
+    """pooch waits 1 s, 2 s, ... between retries: record the waits instead of sleeping."""
+    import types
+
+    import pooch.core
+
+    recorded = []
+    monkeypatch.setattr(pooch.core, "time", types.SimpleNamespace(sleep=recorded.append))
+    return recorded
+
+
+def big(md5=PAYLOAD_MD5):
+    return Resource("big.bin", url="http://upstream.invalid/big.bin", md5=md5)
+
+
+def test_an_interrupted_download_keeps_its_part_and_the_next_run_resumes(flaky, tmp_path, waits):
+    srv = flaky(drops=[5 * dl.CHUNK])
+    staging = str(tmp_path / "staging")
+    with pytest.raises(dl.DownloadError) as err:
+        dl.fetch(big(), staging, mirror=srv.url, retries=0)
+    part = os.path.join(staging, "big.bin.part")
+    assert f"({5 * dl.CHUNK:,} bytes kept in {part}: run again to resume)" in str(err.value)
+    assert open(part, "rb").read() == PAYLOAD[:5 * dl.CHUNK]
+    assert not os.path.exists(os.path.join(staging, "big.bin"))
+
+    path = dl.fetch(big(), staging, mirror=srv.url, retries=0)
+    assert srv.seen == [None, f"bytes={5 * dl.CHUNK}-"]
+    assert path == os.path.join(staging, "big.bin") and dl.md5sum(path) == PAYLOAD_MD5
+    assert sorted(os.listdir(staging)) == ["big.bin"]  # the part became the file; no temporary left
+    assert waits == []
+
+
+def test_retries_resume_where_the_last_attempt_stopped(flaky, tmp_path, waits, capsys):
+    srv = flaky(drops=[2 * dl.CHUNK, 11 * dl.CHUNK])
+    path = dl.fetch(big(), str(tmp_path), mirror=srv.url, retries=2)
+    assert srv.seen == [None, f"bytes={2 * dl.CHUNK}-", f"bytes={11 * dl.CHUNK}-"]
+    assert dl.md5sum(path) == PAYLOAD_MD5 and waits == [1, 2]
+    out, err = capsys.readouterr()
+    assert "resuming at 0.1 MiB" in out and "resuming at 0.7 MiB" in out  # 2 and 11 chunks of 64 KiB
+    assert err == ""  # not a terminal: no progress bar in the log
+
+
+def test_a_resumed_file_with_the_wrong_checksum_is_fetched_again_whole(flaky, tmp_path, waits):
+    """A .part from another version of the file: the resumed result fails the MD5, is deleted, and the
+    retry downloads the whole file."""
+    srv = flaky()
+    (tmp_path / "big.bin.part").write_bytes(b"\xff" * 5000)
+    path = dl.fetch(big(), str(tmp_path), mirror=srv.url, retries=1)
+    assert srv.seen == ["bytes=5000-", None]
+    assert dl.md5sum(path) == PAYLOAD_MD5 and waits == [1]
+
+
+def test_a_wrong_checksum_after_every_attempt_is_an_error_and_nothing_is_kept(flaky, tmp_path, waits):
+    srv = flaky()
+    with pytest.raises(dl.DownloadError) as err:
+        dl.fetch(big(md5="0" * 32), str(tmp_path), mirror=srv.url, retries=1)
+    assert str(err.value) == (f"big.bin from {srv.url}/big.bin has MD5 {PAYLOAD_MD5}, expected {'0' * 32}: the "
+                              "download is corrupt or the file changed upstream (it was deleted; run again)")
+    assert srv.seen == [None, None] and os.listdir(tmp_path) == []
+
+
+def test_a_missing_file_is_not_retried(flaky, tmp_path, waits):
+    srv = flaky()
+    missing = Resource("nothing.bin", url="http://upstream.invalid/nothing.bin")
+    with pytest.raises(dl.DownloadError, match=r"^Could not download nothing\.bin from .*/nothing\.bin: HTTP 404"):
+        dl.fetch(missing, str(tmp_path), mirror=srv.url, retries=3)
+    assert waits == [] and os.listdir(tmp_path) == []
+
+
+def test_progress_bars_only_on_a_terminal(monkeypatch):
+    from vlprompt.progress import progress, progress_enabled
+
+    class Terminal:
+        def isatty(self):
+            return True
+
+    monkeypatch.delenv("VLPROMPT_PROGRESS", raising=False)
+    assert progress_enabled(Terminal()) and not progress_enabled(open(os.devnull, "w"))
+    assert progress(range(3)).disable  # pytest's captured stderr is not a terminal
+    monkeypatch.setenv("VLPROMPT_PROGRESS", "1")
+    assert not progress(range(3)).disable and progress(range(3), min_items=5).disable
+    monkeypatch.setenv("VLPROMPT_PROGRESS", "0")
+    assert not progress_enabled(Terminal())

@@ -1,6 +1,20 @@
-"""vlprompt: prompt learning for CLIP as Dassl trainers, on Dassl or on a built-in engine."""
+"""vlprompt: prompt learning for CLIP as Dassl trainers, on Dassl or on a built-in engine.
+
+Importing the package is cheap (no torch, no CLIP): `vlprompt.load_clip` and the submodules import
+what they need when first used, so `vlprompt --help` and the table commands start at once.
+"""
+from ._clip_import import install as _install_clip_import
+
 from .version import __version__
-from .clip_loader import clip as _clip  # noqa: F401  (makes `import vlprompt, clip` work without pkg_resources)
-from .clip_loader import load_clip
+
+_install_clip_import()  # `import vlprompt, clip` works where setuptools>=81 removed pkg_resources
 
 __all__ = ["__version__", "load_clip"]
+
+
+def __getattr__(name):
+    if name == "load_clip":
+        from .clip_loader import load_clip
+
+        return load_clip
+    raise AttributeError(f"module 'vlprompt' has no attribute {name!r}")

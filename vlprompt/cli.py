@@ -30,10 +30,10 @@ def _opts(pairs):
 
 
 def _known_names(names, allowed):
-    from vlprompt.engine.builtin.registry import closest_names
-
     for name in names:
         if name not in allowed:
+            from vlprompt.engine.builtin.registry import closest_names
+
             close = closest_names(name, allowed, n=1, cutoff=0.0)
             hint = f' Did you mean "{close[0]}"?' if close else ""
             raise SystemExit(f"error: unknown dataset {name!r}.{hint} Known: {', '.join(allowed)}")
@@ -51,12 +51,12 @@ def cmd_data_list(args):
 
 
 def cmd_data_check(args):
-    from vlprompt.data.check import check, import_readers
-    from vlprompt.engine import DATASET_REGISTRY
+    from vlprompt.data.catalog import CATALOG
+    from vlprompt.data.check import check, reader_registry
 
-    import_readers()
-    if args.names:
-        _known_names(args.names, DATASET_REGISTRY.registered_names())
+    if args.names:  # the standard names are known without importing the readers (and torch)
+        known = list(CATALOG) if set(args.names) <= set(CATALOG) else reader_registry().registered_names()
+        _known_names(args.names, known)
     if args.json:
         lines = []
         reports, ok = check(_root(args), args.names, opts=_opts(args.opts), images=args.images, out=lines.append)
@@ -132,7 +132,7 @@ def cmd_results(args):
 
 def add_results_commands(subparsers):
     p = subparsers.add_parser("results", help="tables built from the runs' result.json files, next to the papers' "
-                              "numbers (Markdown, CSV and an SVG plot)")
+                              "numbers (Markdown, CSV and a figure as PNG, PDF and SVG)")
     p.add_argument("protocol", choices=("base2new", "xd", "dg"),
                    help="base2new: base/new/HM per dataset; xd: cross-dataset and ImageNet-variant accuracy; "
                    "dg: MetaPrompt's leave-one-domain-out")

@@ -170,12 +170,14 @@ def base2new_tables(root, trainer=None, config=None, shots=None, paper=None, out
             new = _per_seed(by_dataset[row_key]["new"], f"{dataset} new", notes)
             cells[f"{dataset} base"], cells[f"{dataset} new"] = base, new
             row = {"dataset": dataset, "base_seeds": sorted(base, key=str), "new_seeds": sorted(new, key=str),
-                   "base_values": [_accuracy(r) for r in base.values()],
-                   "new_values": [_accuracy(r) for r in new.values()]}
+                   "base_per_seed": {seed: _accuracy(r) for seed, r in base.items()},
+                   "new_per_seed": {seed: _accuracy(r) for seed, r in new.items()}}
             if base:
-                row["base"], row["base_std"] = mean(row["base_values"]), pstdev(row["base_values"])
+                values = list(row["base_per_seed"].values())
+                row["base"], row["base_std"] = mean(values), pstdev(values)
             if new:
-                row["new"], row["new_std"] = mean(row["new_values"]), pstdev(row["new_values"])
+                values = list(row["new_per_seed"].values())
+                row["new"], row["new_std"] = mean(values), pstdev(values)
             if base and new:
                 row["hm"] = harmonic_mean(row["base"], row["new"])
             paper_row = reference.get("per_dataset", {}).get(row_key[0]) if dataset == row_key[0] else None
@@ -278,7 +280,7 @@ def xd_tables(root, trainer=None, config=None, shots=None, out=print):
         dg = [columns[d] for d in DG_TARGETS if columns.get(d) is not None]
         tables.append({"kind": "xd", "method": method, "config": cfg, "variant": labels[key], "fingerprint": key[3],
                        "columns": columns, "seeds": seeds, "notes": notes,
-                       "values": {d: [_accuracy(r) for r in c.values()] for d, c in chosen.items()},
+                       "per_seed": {d: [_accuracy(r) for r in c.values()] for d, c in chosen.items()},
                        "xd_average": (mean(xd), len(xd)) if xd else None, "dg_average": (mean(dg), len(dg)) if dg else None})
     return tables
 
@@ -332,7 +334,7 @@ def dg_tables(root, trainer=None, config=None, shots=None, out=print):
                 if not labels[key] else {}
             tables.append({"kind": "dg", "method": method, "config": cfg, "shots": k, "dataset": dataset,
                            "variant": labels[key], "fingerprint": key[3], "columns": columns, "seeds": seeds,
-                           "values": {t: [_accuracy(r) for r in c.values()] for t, c in chosen.items()},
+                           "per_seed": {t: [_accuracy(r) for r in c.values()] for t, c in chosen.items()},
                            "average": mean(columns.values()) if columns else None, "paper": paper, "notes": notes})
     return tables
 

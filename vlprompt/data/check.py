@@ -49,6 +49,19 @@ class DatasetReport:
         return d
 
 
+def reader_registry():
+    """DATASET_REGISTRY with the repository's readers registered (imported on first use: they bring in the
+    engine and torch, which a check of absent or incomplete datasets never needs)."""
+    from vlprompt.engine import DATASET_REGISTRY
+
+    if not _READERS:
+        _READERS.append(import_readers())
+    return DATASET_REGISTRY
+
+
+_READERS = []
+
+
 def import_readers(repo_root=None):
     """Import the repository's datasets/*.py so that every reader is registered.
 
@@ -103,22 +116,20 @@ def _open_image(path, decode):
 
 def check_images(paths, decode=False, workers=8):
     """[(path, reason)] for the images that PIL cannot open (or decode)."""
+    from vlprompt.progress import progress
+
     bad = []
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
         reasons = pool.map(lambda p: _open_image(p, decode), paths, chunksize=64)
-        for n, (path, reason) in enumerate(zip(paths, reasons), 1):
+        for path, reason in progress(zip(paths, reasons), total=len(paths), desc="checking images", unit="img",
+                                     min_items=1000):
             if reason is not None:
                 bad.append((path, reason))
-            if len(paths) >= 20000 and n % (len(paths) // 10) == 0:  # ImageNet takes a while
-                print(f"  ... {n:,} of {len(paths):,} images opened", file=sys.stderr, flush=True)
     return bad
 
 
 def check_dataset(name, root, opts=None, images="open"):
     """One dataset's DatasetReport. `opts`: extra config {KEY: value} (e.g. DATASET.CUSTOM.DIR)."""
-    from vlprompt.config import build_config
-    from vlprompt.engine import DATASET_REGISTRY
-
     report = DatasetReport(name)
     info = CATALOG.get(name)
     root = os.path.abspath(os.path.expanduser(root))
@@ -134,6 +145,9 @@ def check_dataset(name, root, opts=None, images="open"):
         if not _check_layout(report, info, root):
             report.status = "missing"
             return report
+    from vlprompt.config import build_config
+
+    DATASET_REGISTRY = reader_registry()
     if name not in DATASET_REGISTRY.registered_names():
         report.status, report.error = "error", f"no reader registered under {name!r}"
         return report

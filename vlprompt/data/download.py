@@ -3,27 +3,36 @@
 For each path a dataset needs (vlprompt.data.catalog), in the table's order:
 - already there: left alone (so the command is idempotent and resumes after an interruption);
 - copyable from elsewhere under the root (the ImageNet variants' classnames.txt): copied;
-- downloadable: fetched once into <root>/.vlprompt-downloads/ (a direct URL, or Google Drive through
-  gdown), its MD5 checked where the table knows it, archives extracted there, and the member that
-  becomes the path moved into place (nested archives are extracted in turn);
+- downloadable: fetched once into <root>/.vlprompt-downloads/ through pooch (a direct URL, or Google
+  Drive through gdown), its MD5 checked where the table knows it, archives extracted there by pooch's
+  Untar/Unzip, and the member that becomes the path moved into place (nested archives in turn);
 - not downloadable (licence, upstream gone): what to fetch by hand and where to put it is printed.
-Partial downloads are written to "<file>.part" and renamed when complete; extraction happens in a
-staging folder and the result is moved into place, so an interrupted run never leaves a half-made path.
+
+pooch verifies the hash, retries a failed transfer (RETRIES times) and moves a file into place only once
+it is complete and verified. The bytes themselves stream into "<file>.part", which survives a failed or
+interrupted transfer: the next attempt (a retry, or the next run of the command) asks the server for the
+rest with an HTTP Range request. A download that completes with the wrong checksum is deleted. Extraction
+happens in a staging folder marked complete at the end, so an interrupted run never leaves a half-made path.
 
 `mirror` replaces every source with "<mirror>/<file name>" (a local server, an institutional mirror, or
-a file:// folder holding the same files).
+a file:// folder holding the same files). Needs the `download` extra: pip install "vlprompt[download]".
 """
 import hashlib
+import logging
 import os
 import shutil
 import tarfile
+import urllib.parse
 import urllib.request
-import zipfile
 from dataclasses import dataclass, field
 
 from .catalog import CATALOG
 
 STAGING = ".vlprompt-downloads"
+RETRIES = 2  # further attempts after a failed transfer, each resuming the .part file
+TIMEOUT = 60  # seconds without data before a connection counts as failed
+CHUNK = 1 << 16  # bytes per write to the .part file (a cut connection loses at most the chunk in flight)
+EXTRA_HINT = 'pip install "vlprompt[download]"'
 
 
 class DownloadError(RuntimeError):
@@ -50,91 +59,160 @@ def md5sum(path, chunk=1 << 20):
     return digest.hexdigest()
 
 
-def _http_get(url, dest, timeout=60):
-    request = urllib.request.Request(url, headers={"User-Agent": "vlprompt-data-download"})
-    with urllib.request.urlopen(request, timeout=timeout) as response, open(dest, "wb") as f:
-        total = int(response.headers.get("Content-Length") or 0)
-        done, last = 0, -1
-        for block in iter(lambda: response.read(1 << 20), b""):
-            f.write(block)
-            done += len(block)
-            if total and done * 10 // total != last:
-                last = done * 10 // total
-                print(f"  {done / 2**20:,.1f} / {total / 2**20:,.1f} MiB", flush=True)
+def _pooch():
+    try:
+        import pooch
+    except ImportError:
+        raise DownloadError(f"Downloading datasets needs pooch, part of the download extra: {EXTRA_HINT}") from None
+    pooch.get_logger().setLevel(logging.WARNING)  # our own lines say what is fetched and extracted
+    return pooch
+
+
+class ResumableDownloader:
+    """A pooch downloader that streams into `part` and resumes it with an HTTP Range request.
+
+    pooch calls it with a temporary output file; the completed `part` becomes that file, which pooch
+    then verifies and renames. A failed transfer leaves `part` for the next attempt. `last_md5` is the
+    MD5 of the last completed file (for the error message when it does not match).
+    """
+
+    def __init__(self, part, timeout=TIMEOUT):
+        self.part = part
+        self.timeout = timeout
+        self.last_md5 = None
+
+    def __call__(self, url, output_file, pooch_instance=None):
+        if url.startswith("file://"):
+            shutil.copyfile(urllib.request.url2pathname(urllib.parse.urlparse(url).path), self.part)
+        else:
+            self._http(url)
+        self.last_md5 = md5sum(self.part)
+        os.replace(self.part, output_file)
+
+    def _http(self, url):
+        import requests
+
+        from vlprompt.progress import progress
+
+        have = os.path.getsize(self.part) if os.path.isfile(self.part) else 0
+        headers = {"User-Agent": "vlprompt-data-download", "Accept-Encoding": "identity"}
+        if have:
+            headers["Range"] = f"bytes={have}-"
+        with requests.get(url, headers=headers, stream=True, timeout=self.timeout) as response:
+            if have and response.status_code == 416:  # nothing after `have`: the part is complete or stale
+                total = response.headers.get("Content-Range", "").rpartition("/")[2]
+                if total == str(have):
+                    return
+                os.remove(self.part)
+                return self._http(url)
+            if 400 <= response.status_code < 500:  # not worth a retry
+                raise DownloadError(f"HTTP {response.status_code} {response.reason}")
+            response.raise_for_status()
+            resumed = response.status_code == 206 and response.headers.get("Content-Range", "").startswith(
+                f"bytes {have}-")
+            start = have if resumed else 0
+            if have:
+                print(f"  resuming at {have / 2**20:,.1f} MiB" if resumed else "  the server cannot resume: "
+                      "starting again", flush=True)
+            length = response.headers.get("Content-Length")
+            total = start + int(length) if length and length.isdigit() else None
+            name = os.path.basename(self.part)[:-len(".part")]
+            with open(self.part, "ab" if resumed else "wb") as f, \
+                    progress(total=total, desc=name, unit="B", unit_scale=True, unit_divisor=1024) as bar:
+                bar.update(start)
+                for block in response.iter_content(CHUNK):
+                    f.write(block)
+                    bar.update(len(block))
 
 
 def _gdrive_get(file_id, dest):
     try:
         import gdown
     except ImportError:
-        raise DownloadError("Downloading from Google Drive needs gdown: pip install gdown") from None
+        raise DownloadError(f"Downloading from Google Drive needs gdown, part of the download extra: "
+                            f"{EXTRA_HINT}") from None
     result = gdown.download(id=file_id, output=dest, quiet=False)
     if not result or not os.path.isfile(dest):
         raise DownloadError(f"gdown could not download the Google Drive file {file_id} (quota exceeded or access "
                             f"denied?); fetch https://drive.google.com/file/d/{file_id}/view in a browser instead")
 
 
-def fetch(resource, staging, mirror=None):
+def fetch(resource, staging, mirror=None, retries=RETRIES):
     """The resource as a verified local file in `staging` (downloaded unless a verified copy is there)."""
     path = os.path.join(staging, resource.filename)
     if os.path.isfile(path) and (not resource.md5 or md5sum(path) == resource.md5):
         print(f"Using the downloaded {path}")
         return path
     os.makedirs(staging, exist_ok=True)
-    part = path + ".part"
     source = f"{mirror.rstrip('/')}/{resource.filename}" if mirror else resource.where
-    print(f"Downloading {resource.filename} from {source}")
-    try:
-        if mirror or resource.url:
-            _http_get(source, part)
-        else:
+    print(f"Downloading {resource.filename} from {source}", flush=True)
+    if not mirror and not resource.url:  # Google Drive: gdown, as before
+        part = path + ".part"
+        try:
             _gdrive_get(resource.gdrive_id, part)
-    except Exception as e:
-        if os.path.exists(part):
-            os.remove(part)
-        if isinstance(e, DownloadError):
+        except DownloadError:
             raise
-        raise DownloadError(f"Could not download {resource.filename} from {source}: {type(e).__name__}: {e}") from None
-    if resource.md5:
-        actual = md5sum(part)
-        if actual != resource.md5:
+        except Exception as e:  # gdown's own errors
+            raise DownloadError(f"Could not download {resource.filename} from {source}: {type(e).__name__}: "
+                                f"{e}") from None
+        actual = md5sum(part) if resource.md5 else None
+        if actual and actual != resource.md5:
             os.remove(part)
-            raise DownloadError(f"{resource.filename} from {source} has MD5 {actual}, expected {resource.md5}: the "
-                                "download is corrupt or the file changed upstream (it was deleted; run again)")
-    os.replace(part, path)
-    return path
+            raise _checksum_error(resource, source, actual)
+        os.replace(part, path)
+        return path
+
+    pooch = _pooch()
+    known_hash = f"md5:{resource.md5}" if resource.md5 else None
+    store = pooch.create(path=staging, base_url="", registry={resource.filename: known_hash},
+                         urls={resource.filename: source}, retry_if_failed=retries)
+    downloader = ResumableDownloader(path + ".part")
+    try:
+        return store.fetch(resource.filename, downloader=downloader)
+    except ValueError as e:
+        if downloader.last_md5 and resource.md5 and downloader.last_md5 != resource.md5:
+            raise _checksum_error(resource, source, downloader.last_md5) from None
+        raise DownloadError(f"Could not download {resource.filename} from {source}: {e}") from None
+    except DownloadError as e:
+        raise DownloadError(f"Could not download {resource.filename} from {source}: {e}") from None
+    except Exception as e:  # connection errors after the last retry; the .part file stays for the next run
+        kept = os.path.getsize(downloader.part) if os.path.isfile(downloader.part) else 0
+        resume = f" ({kept:,} bytes kept in {downloader.part}: run again to resume)" if kept else ""
+        raise DownloadError(f"Could not download {resource.filename} from {source}: {type(e).__name__}: "
+                            f"{e}{resume}") from None
 
 
-def _safe_extract(archive, dest):
-    if archive.endswith(".zip"):
-        with zipfile.ZipFile(archive) as zf:
-            for member in zf.namelist():
-                target = os.path.realpath(os.path.join(dest, member))
-                if not target.startswith(os.path.realpath(dest) + os.sep) and target != os.path.realpath(dest):
-                    raise DownloadError(f"{archive}: refusing to extract {member!r} outside {dest}")
-            zf.extractall(dest)
-    else:
-        with tarfile.open(archive, "r:*") as tf:
-            try:
-                tf.extractall(dest, filter="data")
-            except TypeError:  # Python without extraction filters
-                for member in tf.getmembers():
-                    target = os.path.realpath(os.path.join(dest, member.name))
-                    if not target.startswith(os.path.realpath(dest) + os.sep) or member.issym() or member.islnk():
-                        raise DownloadError(f"{archive}: refusing to extract {member.name!r}")
-                tf.extractall(dest)
+def _checksum_error(resource, source, actual):
+    return DownloadError(f"{resource.filename} from {source} has MD5 {actual}, expected {resource.md5}: the "
+                         "download is corrupt or the file changed upstream (it was deleted; run again)")
+
+
+def _check_tar_members(archive, dest):
+    """Where tarfile has no extraction filter (older Pythons), refuse members that would land outside."""
+    if hasattr(tarfile, "data_filter"):
+        return
+    with tarfile.open(archive, "r:*") as tf:
+        for member in tf.getmembers():
+            target = os.path.realpath(os.path.join(dest, member.name))
+            if not target.startswith(os.path.realpath(dest) + os.sep) or member.issym() or member.islnk():
+                raise DownloadError(f"{archive}: refusing to extract {member.name!r}")
 
 
 def extracted(archive):
-    """The folder holding the archive's content (extracted once; a marker file records completion)."""
+    """The folder holding the archive's content (extracted once by pooch; a marker file records completion)."""
     dest = archive + ".d"
     marker = os.path.join(dest, ".complete")
     if not os.path.exists(marker):
+        pooch = _pooch()
         if os.path.exists(dest):
             shutil.rmtree(dest)
-        print(f"Extracting {os.path.basename(archive)}")
+        print(f"Extracting {os.path.basename(archive)}", flush=True)
         os.makedirs(dest)
-        _safe_extract(archive, dest)
+        if archive.endswith(".zip"):
+            pooch.Unzip(extract_dir=dest)(archive, "download", None)
+        else:
+            _check_tar_members(archive, dest)
+            pooch.Untar(extract_dir=dest)(archive, "download", None)
         open(marker, "w").close()
     return dest
 

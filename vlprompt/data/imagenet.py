@@ -43,8 +43,11 @@ def file_digest(path):
 
 def folder_items(image_dir, folders, classnames, classnames_file):
     """(path, label, class name) for every image of each folder, label = the folder's index in `folders`."""
+    from vlprompt.progress import progress
+
     entries = []
-    for label, folder in enumerate(folders):
+    for label, folder in enumerate(progress(folders, desc=f"indexing {os.path.basename(image_dir)}", unit="class",
+                                            min_items=100)):
         if folder not in classnames:
             raise DatasetFormatError(f"{classnames_file} has no line for the folder {folder} "
                                      f"(in {image_dir}); it must name every class folder", path=classnames_file)

@@ -13,11 +13,9 @@ its warmup LR schedulers, and torch.load of its checkpoints (which pickle a sche
 `setup_logger` is vlprompt's in both cases: Dassl's writes a re-run to `log.txt-<time>`, which the
 result parsers never read; ours keeps the latest run in `log.txt` and renames the previous log.
 """
+import importlib
 import importlib.util
 import os
-
-from .builtin.data_manager import read_image
-from .builtin.utils import close_logger, setup_logger
 
 _REQUESTED = os.environ.get("VLPROMPT_ENGINE", "auto").strip().lower() or "auto"
 if _REQUESTED not in ("auto", "builtin", "dassl"):
@@ -28,15 +26,18 @@ def _dassl_available():
     return importlib.util.find_spec("dassl") is not None
 
 
+# vlprompt's own, whatever the engine (see the module docstring); imported on first use (they need torch).
+_LAZY = {"read_image": "data_manager", "close_logger": "utils", "setup_logger": "utils"}
+
 if _REQUESTED == "builtin" or (_REQUESTED == "auto" and not _dassl_available()):
     ENGINE = "builtin"
-    from .builtin import (
-        DATASET_REGISTRY, EVALUATOR_REGISTRY, TRAINER_REGISTRY, AverageMeter, CfgNode, DataManager,
-        DatasetBase, DatasetWrapper, Datum, MetricMeter, SimpleTrainer, TrainerBase, TrainerX, build_data_loader,
-        build_dataset, build_evaluator, build_lr_scheduler, build_optimizer, build_sampler, build_trainer,
-        build_transform, check_isfile, collect_env_info, compute_accuracy, count_num_param, get_cfg_default,
-        listdir_nohidden, load_checkpoint, load_pretrained_weights, mkdir_if_missing, read_json,
-        resume_from_checkpoint, save_checkpoint, set_random_seed, write_json)
+    # What datasets and configs need comes without torch; the rest is imported on first use.
+    from .builtin.config import CfgNode, get_cfg_default
+    from .builtin.datasets import DATASET_REGISTRY, DatasetBase, Datum, build_dataset
+    from .builtin.registry import EVALUATOR_REGISTRY, TRAINER_REGISTRY
+    from .builtin import _WHERE as _BUILTIN_NAMES
+
+    _LAZY.update({name: module for name, module in _BUILTIN_NAMES.items() if name not in globals()})
 else:
     if not _dassl_available():
         raise ImportError(
@@ -74,6 +75,18 @@ else:
                              read_json, resume_from_checkpoint, save_checkpoint, set_random_seed, write_json)
 
 CN = CfgNode
+
+
+def __getattr__(name):
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = importlib.import_module(f"{__name__}.builtin.{_LAZY[name]}")
+    if name == "build_evaluator" or name == "compute_accuracy":
+        importlib.import_module(f"{__name__}.builtin.evaluation")
+    value = getattr(module, name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "ENGINE", "CN", "CfgNode", "get_cfg_default", "TRAINER_REGISTRY", "TrainerBase", "SimpleTrainer", "TrainerX",

@@ -7,9 +7,8 @@ import torch
 
 from vlprompt.fileio import torch_save_atomic
 
-from .registry import Registry, check_availability
+from .registry import EVALUATOR_REGISTRY, check_availability
 
-EVALUATOR_REGISTRY = Registry("EVALUATOR")
 
 
 def build_evaluator(cfg, **kwargs):

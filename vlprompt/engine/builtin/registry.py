@@ -68,3 +68,9 @@ class Registry:
 
     def __repr__(self):
         return f"Registry({self._name!r}, {sorted(self._obj_map)})"
+
+
+# The registries that trainers and evaluators register into, here (not in trainer.py / evaluation.py) so
+# that importing them does not import torch: `vlprompt data check` and the config tools need them alone.
+TRAINER_REGISTRY = Registry("TRAINER")
+EVALUATOR_REGISTRY = Registry("EVALUATOR")

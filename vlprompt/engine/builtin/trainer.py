@@ -12,15 +12,15 @@ import time
 from collections import OrderedDict
 
 import torch
-from tqdm import tqdm
+
+from vlprompt.progress import progress
 
 from .data_manager import DataManager
 from .evaluation import build_evaluator
-from .registry import Registry, check_availability
+from .registry import TRAINER_REGISTRY, check_availability
 from .utils import (AverageMeter, MetricMeter, load_checkpoint, mkdir_if_missing, resume_from_checkpoint,
                     save_checkpoint)
 
-TRAINER_REGISTRY = Registry("TRAINER")
 
 
 def build_trainer(cfg):
@@ -291,7 +291,7 @@ class SimpleTrainer(TrainerBase):
             split = "test"
             data_loader = self.test_loader
         print(f"Evaluate on the *{split}* set")
-        for batch_idx, batch in enumerate(tqdm(data_loader)):
+        for batch_idx, batch in enumerate(progress(data_loader)):
             input, label = self.parse_batch_test(batch)
             output = self.model_inference(input)
             self.evaluator.process(output, label)

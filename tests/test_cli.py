@@ -1,0 +1,81 @@
+"""The `vlprompt` command starts fast: --help, `data check` and `results` import neither torch nor CLIP
+(checked in a fresh interpreter, where nothing else has imported them)."""
+import json
+import os
+import subprocess
+import sys
+
+from helpers import REPO_ROOT
+
+PROBE = """
+import json, sys
+import vlprompt.cli as cli
+parser = cli.build_parser()
+for argv in {parse}:
+    parser.parse_args(argv)
+for argv in {run}:
+    try:
+        status = cli.main(argv)
+    except SystemExit as e:
+        status = e.code
+    print("status", argv[:2], status, file=sys.stderr)
+print(json.dumps({{m: m in sys.modules for m in ("torch", "clip", "torchvision", "matplotlib", "pooch")}}))
+"""
+
+
+def probe(parse=(), run=(), cwd=None):
+    code = PROBE.format(parse=repr([list(a) for a in parse]), run=repr([list(a) for a in run]))
+    env = dict(os.environ, PYTHONPATH=REPO_ROOT)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=cwd or REPO_ROOT, capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1]), proc.stderr
+
+
+def test_help_data_check_and_results_parse_without_torch_or_clip(tmp_path):
+    loaded, err = probe(parse=[["data", "check", "--root", str(tmp_path), "Caltech101"],
+                               ["results", "base2new", str(tmp_path), "--trainer", "MaPLe"],
+                               ["data", "download", "OxfordPets", "--root", str(tmp_path)],
+                               ["run", "base2new", "maple", "--gpus", "cpu"]],
+                        run=[["--help"], ["data", "--help"], ["results", "--help"]])
+    assert loaded == {"torch": False, "clip": False, "torchvision": False, "matplotlib": False, "pooch": False}
+    assert "status ['--help'] 0" in err and "status ['results', '--help'] 0" in err
+
+
+def test_data_check_of_absent_datasets_runs_without_torch(tmp_path):
+    """The readers (and with them the engine and torch) are imported only for a dataset that is present."""
+    (tmp_path / "empty").mkdir()
+    loaded, err = probe(run=[["data", "check", "--root", str(tmp_path / "empty"), "Caltech101", "EuroSAT"],
+                             ["data", "check", "--root", str(tmp_path / "empty")],
+                             ["data", "list"]])
+    assert not loaded["torch"] and not loaded["clip"]
+    assert "status ['data', 'check'] 1" in err  # absent datasets are an error, reported without a traceback
+
+
+def test_data_check_of_a_present_dataset_and_a_results_table_run_without_torch(tmp_path):
+    """The readers come without torch: the engine imports its torch parts on first use."""
+    from vlprompt.testing.fake_data import make_caltech101
+    from test_results import b2n
+
+    make_caltech101(str(tmp_path / "data"))
+    b2n(tmp_path / "out", "train_base", "caltech101", "Caltech101", 1, 97.0)
+    b2n(tmp_path / "out", "test_new", "caltech101", "Caltech101", 1, 94.0)
+    loaded, err = probe(run=[["data", "check", "--root", str(tmp_path / "data"), "Caltech101"],
+                             ["results", "base2new", str(tmp_path / "out")]])
+    assert "status ['data', 'check'] 0" in err and "status ['results', 'base2new'] 0" in err
+    assert not loaded["torch"] and not loaded["clip"] and not loaded["torchvision"]
+    assert (tmp_path / "out/tables/base2new_MaPLe_vit_b16_c2_ep5_batch4_2ctx.png").is_file()
+
+
+def test_import_vlprompt_is_cheap_and_load_clip_is_still_there():
+    code = ("import sys, vlprompt\n"
+            "assert 'torch' not in sys.modules and 'clip' not in sys.modules\n"
+            "load = vlprompt.load_clip\n"
+            "from vlprompt.clip_loader import load_clip\n"
+            "assert load is load_clip and 'torch' in sys.modules\n"
+            "print(vlprompt.__version__)\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    from vlprompt.version import __version__
+
+    assert proc.stdout.strip() == __version__

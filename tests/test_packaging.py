@@ -1,0 +1,131 @@
+"""Packaging: pyproject.toml's metadata, and a wheel that builds, installs (not editable) into a fresh
+virtual environment and runs the `vlprompt` command from there, also where `pkg_resources` is gone (as
+with setuptools>=81).
+
+The venv sees this interpreter's packages (--system-site-packages) and the wheel is installed with
+--no-deps --no-index, so nothing is downloaded; the build runs with --no-isolation for the same reason.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+from helpers import REPO_ROOT
+from test_results import b2n
+
+try:
+    import tomllib
+except ImportError:  # Python < 3.11
+    tomllib = pytest.importorskip("tomli")
+
+BLOCK_PKG_RESOURCES = """\
+import importlib.abc, sys
+
+
+class _NoPkgResources(importlib.abc.MetaPathFinder):
+    \"\"\"What an environment with setuptools>=81 looks like to `import pkg_resources`.\"\"\"
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "pkg_resources" or name.startswith("pkg_resources."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+
+sys.meta_path.insert(0, _NoPkgResources())
+"""
+
+
+def pyproject():
+    with open(os.path.join(REPO_ROOT, "pyproject.toml"), "rb") as f:
+        return tomllib.load(f)
+
+
+def test_core_dependencies_are_what_the_core_imports_and_nothing_is_pinned_down():
+    project = pyproject()["project"]
+    names = [d.split(";")[0].split("[")[0].split("<")[0].split(">")[0].split("=")[0].strip().lower()
+             for d in project["dependencies"]]
+    assert names == ["torch", "torchvision", "clip-anytorch", "numpy", "pillow", "packaging", "yacs", "tqdm",
+                     "tabulate", "matplotlib"]
+    assert not any("<" in d for d in project["dependencies"])  # no upper pin (setuptools<81 is gone)
+    extras = project["optional-dependencies"]
+    assert extras["download"] == ["pooch>=1.7", "gdown"] and extras["data"] == ["scipy"]
+    assert extras["slurm"] == ["submitit"]
+    assert {"pytest>=7", "pooch>=1.7", "gdown", "scipy", "build"} <= set(extras["test"])
+    assert project["scripts"] == {"vlprompt": "vlprompt.cli:main"}
+    for key in ("name", "description", "readme", "requires-python", "classifiers", "keywords"):
+        assert project.get(key), key
+    setup_py = open(os.path.join(REPO_ROOT, "setup.py")).read()
+    assert "setup()" in setup_py and "install_requires" not in setup_py  # a shim: the metadata is in one place
+
+
+def run(cmd, cwd, env=None, timeout=300):
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"{cmd}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    return proc.stdout
+
+
+def test_wheel_builds_installs_into_a_fresh_venv_and_the_cli_runs_from_it(tmp_path):
+    pytest.importorskip("build")
+    src = tmp_path / "src"  # a clean copy: the build never writes into the repository
+    src.mkdir()
+    for name in ("pyproject.toml", "setup.py", "README.md"):
+        shutil.copy(os.path.join(REPO_ROOT, name), src / name)
+    shutil.copytree(os.path.join(REPO_ROOT, "vlprompt"), src / "vlprompt",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(tmp_path / "dist"), str(src)],
+        cwd=tmp_path)
+    (wheel,) = (tmp_path / "dist").iterdir()
+    from vlprompt.version import __version__
+
+    assert wheel.name == f"vlprompt-{__version__}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+        metadata = zf.read(f"vlprompt-{__version__}.dist-info/METADATA").decode()
+        entry_points = zf.read(f"vlprompt-{__version__}.dist-info/entry_points.txt").decode()
+    assert {n.split("/")[0] for n in names} == {"vlprompt", f"vlprompt-{__version__}.dist-info"}  # no datasets/
+    assert "vlprompt/figures.py" in names and "vlprompt/testing/fake_data.py" in names
+    assert "vlprompt = vlprompt.cli:main" in entry_points
+    requires = [line[len("Requires-Dist: "):] for line in metadata.splitlines() if line.startswith("Requires-Dist: ")]
+    assert "matplotlib>=3.7" in requires and not any(r.startswith(("setuptools", "scipy", "gdown")) for r in requires
+                                                     if "extra ==" not in r)
+    assert 'gdown; extra == "download"' in requires and 'scipy; extra == "data"' in requires
+
+    venv = tmp_path / "venv"
+    run([sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", str(venv)], cwd=tmp_path)
+    python = venv / "bin" / "python"
+    run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index",
+         "--no-build-isolation", "--quiet", str(wheel)], cwd=tmp_path)
+    site = run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], cwd=tmp_path).strip()
+    (venv / "no_pkg_resources.py").write_text(BLOCK_PKG_RESOURCES)
+    with open(os.path.join(site, "zz_no_pkg_resources.pth"), "w") as f:  # every interpreter of the venv
+        f.write(f"import sys; sys.path.insert(0, {str(venv)!r}); import no_pkg_resources\n")
+
+    work = tmp_path / "elsewhere"  # not the repository: only the installed copy can answer
+    work.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VLPROMPT_REPO")}
+    location = run([str(python), "-c", "import vlprompt; print(vlprompt.__file__)"], cwd=work, env=env).strip()
+    assert location == os.path.join(site, "vlprompt", "__init__.py")
+    blocked = subprocess.run([str(python), "-c", "import pkg_resources"], cwd=work, env=env, capture_output=True,
+                             text=True)
+    assert "No module named 'pkg_resources'" in blocked.stderr
+
+    vlprompt = str(venv / "bin" / "vlprompt")
+    assert "vlprompt: prompt learning for CLIP" in run([vlprompt, "--help"], cwd=work, env=env)
+    assert "OxfordPets           oxford_pets/                37     19/18" in run([vlprompt, "data", "list"],
+                                                                                   cwd=work, env=env)
+    output = tmp_path / "output"
+    b2n(output, "train_base", "caltech101", "Caltech101", 1, 97.0)  # result.json as the scripts write them
+    b2n(output, "test_new", "caltech101", "Caltech101", 1, 94.0)
+    out = run([vlprompt, "results", "base2new", str(output)], cwd=work, env=env)
+    assert "| Caltech101 | 97.00 | 94.00 | 95.48 |" in out
+    tables = sorted(os.listdir(output / "tables"))
+    assert [os.path.splitext(t)[1] for t in tables] == [".csv", ".md", ".pdf", ".png", ".svg"]
+    assert len({os.path.splitext(t)[0] for t in tables}) == 1
+    # CLIP through vlprompt, where pkg_resources is missing: `import vlprompt, clip` and loading a checkpoint.
+    code = ("import vlprompt, clip, sys\n"
+            "assert 'pkg_resources' not in sys.modules\n"
+            "print(tuple(clip.tokenize('a photo').shape))\n")
+    assert run([str(python), "-c", code], cwd=work, env=env).strip() == "(1, 77)"
