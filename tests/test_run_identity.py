@@ -258,10 +258,12 @@ def test_a_renamed_fewshot_cache_is_rebuilt(tmp_path, caltech_root, tiny_clip_pa
     assert cli(argv(str(root), tmp_path / "a", tiny_clip_path, epochs=1, seed=1), capsys)[0] == 0
     cache = root / "caltech-101/split_fewshot"
     os.rename(cache / "shot_2-seed_1.pkl", cache / "shot_1-seed_2.pkl")
+    orphan = cache / f".shot_8-seed_1.pkl.{os.uname().nodename.replace('.', '-')}.99999999.abc.tmp"
+    orphan.write_bytes(b"a killed writer's leftover")
     code, stdout, _ = cli(argv(str(root), tmp_path / "b", tiny_clip_path, "DATASET.NUM_SHOTS", 1, epochs=1, seed=2),
                           capsys)
     assert code == 0 and "holds 2 shots of seed 1, not 1 shots of seed 2 (a renamed or copied file?); rebuilding" in stdout
-    assert read_result(tmp_path / "b")["num_classes"] == 10
+    assert read_result(tmp_path / "b")["num_classes"] == 10 and not orphan.exists()
 
 
 def test_a_split_file_whose_label_and_class_name_disagree_is_refused(tmp_path, caltech_root, tiny_clip_path, capsys):

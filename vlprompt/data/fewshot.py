@@ -20,7 +20,7 @@ import pickle
 from collections import Counter
 
 from vlprompt.engine import Datum
-from vlprompt.fileio import atomic_write
+from vlprompt.fileio import atomic_write, remove_stale_temp_files
 from vlprompt.validation import check_shots_against_classes
 
 CACHE_FORMAT = 1
@@ -162,6 +162,8 @@ def fewshot_subsets(dataset, num_shots, seed, cache_dir, train, val=None, cache_
     dataset_dir = os.path.dirname(os.path.abspath(cache_dir))
     fingerprint = source_fingerprint(dataset_dir, *sources)
     path = os.path.join(cache_dir, cache_name or f"shot_{num_shots}-seed_{seed}.pkl")
+    if os.path.isdir(cache_dir):  # what killed writers left next to the caches (even when this one is valid)
+        remove_stale_temp_files(cache_dir)
     # An originals' cache must hold min(K, n) items per label; with another sampler that rule differs.
     shots = None if sample is not None else [num_shots] if val is None else [num_shots, min(num_shots, 4)]
     if sample is None:
