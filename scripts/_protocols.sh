@@ -61,7 +61,13 @@ variant_of() {
 trained_epoch() {
     local dir=$1 pointer name
     if [ -n "${LOADEP:-}" ]; then echo "$LOADEP"; return; fi
-    [ -d "$dir" ] || die "no trained model at $dir: run the training script first"
+    if [ ! -d "$dir" ]; then
+        local cfg_dir seed_dir others
+        cfg_dir=$(dirname "$dir"); seed_dir=$(basename "$dir")
+        others=$(cd "$(dirname "$cfg_dir")" 2>/dev/null && ls -d -- "$(basename "${cfg_dir%%+*}")"+*/"$seed_dir" 2>/dev/null | sed 's|/.*||' | tr '\n' ' ' || true)
+        [ -z "$others" ] || die "no trained model at $dir, but variants of it were trained: ${others% }. Pass the KEY VALUE options they were trained with (or VARIANT=<name>)"
+        die "no trained model at $dir: run the training script first"
+    fi
     job_done "$dir" || die "the training run in $dir has not finished (no result.json): run the training script again to resume it, or set LOADEP to evaluate a given epoch"
     pointer=$(ls "$dir"/*/checkpoint 2>/dev/null | head -n 1 || true)
     [ -n "$pointer" ] || die "no checkpoint pointer (<name>/checkpoint) in $dir"

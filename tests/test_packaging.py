@@ -2,7 +2,7 @@
 virtual environment and runs the `vlprompt` command from there, also where `pkg_resources` is gone (as
 with setuptools>=81).
 
-The venv sees this interpreter's packages (--system-site-packages) and the wheel is installed with
+The venv sees this interpreter's installed packages (a .pth file) and the wheel is installed with
 --no-deps --no-index, so nothing is downloaded; the build runs with --no-isolation for the same reason.
 """
 import json
@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import zipfile
 
 import pytest
@@ -94,11 +95,18 @@ def test_wheel_builds_installs_into_a_fresh_venv_and_the_cli_runs_from_it(tmp_pa
     assert 'gdown; extra == "download"' in requires and 'scipy; extra == "data"' in requires
 
     venv = tmp_path / "venv"
-    run([sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", str(venv)], cwd=tmp_path)
+    run([sys.executable, "-m", "venv", "--without-pip", str(venv)], cwd=tmp_path)
     python = venv / "bin" / "python"
     run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index",
          "--no-build-isolation", "--quiet", str(wheel)], cwd=tmp_path)
     site = run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], cwd=tmp_path).strip()
+    # The dependencies: this interpreter's site-packages (where CI installed them; from inside a venv,
+    # --system-site-packages would see the base interpreter's instead), after the venv's own, so the wheel's
+    # vlprompt is the one imported. Folders added by a .pth line do not run their own .pth files, so an
+    # editable install of vlprompt there stays invisible.
+    deps = sorted({p for p in (sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"])})
+    with open(os.path.join(site, "zz_dependencies.pth"), "w") as f:
+        f.write("\n".join(deps) + "\n")
     (venv / "no_pkg_resources.py").write_text(BLOCK_PKG_RESOURCES)
     with open(os.path.join(site, "zz_no_pkg_resources.pth"), "w") as f:  # every interpreter of the venv
         f.write(f"import sys; sys.path.insert(0, {str(venv)!r}); import no_pkg_resources\n")

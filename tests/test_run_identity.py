@@ -110,6 +110,10 @@ def test_scripts_put_a_variant_in_its_own_directory_and_its_test_finds_it(tmp_pa
     assert new["identity"]["config_values"]["TRAINER.MAPLE.N_CTX"] == 1
     proc = run_script("maple/base2new_train.sh", "caltech101", 1, *opts, data=caltech_root, output=out, env=env)
     assert "(so skip this job)" in proc.stdout
+    # The test script without the options finds no plain model, and names the variant that exists.
+    plain = run_script("maple/base2new_test.sh", "caltech101", 1, *opts[:-2], data=caltech_root, output=out, env=env,
+                       check=False)
+    assert plain.returncode == 2 and "but variants of it were trained: vit_b16_c2_ep5_batch4_2ctx" in plain.stderr
 
 
 # ------------------------------------------------------------------------------------- exact resume
