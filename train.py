@@ -31,7 +31,7 @@ from vlprompt.engine.builtin.registry import check_availability  # noqa: E402
 from vlprompt.errors import ConfigValueError, MissingFileError, RunDirectoryError, run_main  # noqa: E402
 from vlprompt.run_dir import claim_run_directory  # noqa: E402
 from vlprompt.run_identity import build_identity, model_mismatch, read_identity  # noqa: E402
-from vlprompt.validation import validate_run  # noqa: E402
+from vlprompt.validation import RUN_WARNINGS, validate_run  # noqa: E402
 
 
 def import_plugins(root=REPO_ROOT, packages=("trainers", "datasets")):
@@ -169,6 +169,7 @@ def finished_result(output_dir, identity):
 
 def main(argv=None):
     start_time = time.time()
+    RUN_WARNINGS.clear()
     args = build_parser().parse_args(argv)
     import_plugins()
     cfg = setup_cfg(args)

@@ -211,6 +211,7 @@ def test_shots_beyond_a_class_and_ctx_init_rules_are_stated(tmp_path, caltech_ro
     assert "WARNING: DATASET.NUM_SHOTS 1000 is more than any class has (the largest class, 'face', has 6 " \
            "training images): every class uses all its images, so this is not a 1000-shot run" in stdout
     assert "Note: CTX_INIT 'a photo of a' has 4 words, so the context has 4 vectors and N_CTX 16 is not used" in stdout
+    assert read_result(tmp_path / "run")["warnings"][0].startswith("DATASET.NUM_SHOTS 1000 is more than any class has")
 
 
 @pytest.mark.parametrize("damage", ["empty", "truncated", "not a checkpoint"])

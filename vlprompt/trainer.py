@@ -33,6 +33,7 @@ from .errors import MissingFileError, UserError
 from .fileio import atomic_write, torch_save_atomic, write_json_atomic
 from .precision import PRECISIONS, apply_to_clip, resolve_precision
 from .resume import capture_rng_state, checkpoint_epochs, kill_point, restore_rng_state
+from .validation import RUN_WARNINGS
 
 CHECKPOINT_EXTRA_KEYS = ("token_prefix", "token_suffix")
 
@@ -371,6 +372,7 @@ class PromptTrainer(TrainerX):
             "wall_time_s": round(time.time() - info.get("start_time", self._start_time), 2),
             "finished_at": datetime.datetime.now().isoformat(timespec="seconds"),
             "resumed_from_epoch": self.resumed_from,
+            "warnings": list(RUN_WARNINGS),
             "identity": info.get("identity"),
         }
         path = osp.join(cfg.OUTPUT_DIR, "result.json")

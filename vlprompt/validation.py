@@ -8,6 +8,10 @@ class, split files, CSV labels) are made by the readers as they load it, also be
 from .errors import ConfigValueError
 
 # A method's context lengths: key -> the depth key that may switch that modality off (then 0 is allowed).
+# Warnings about the current run (e.g. fewer images than K), also written to its result.json; train.py
+# clears the list when a run starts.
+RUN_WARNINGS = []
+
 CONTEXT_LENGTH_KEYS = {"N_CTX": None, "N_PRO": None, "N_CTX_TEXT": "PROMPT_DEPTH_TEXT",
                        "N_CTX_VISION": "PROMPT_DEPTH_VISION"}
 
@@ -73,12 +77,16 @@ def check_shots_against_classes(num_shots, counts, classnames=None):
     largest_label = max(counts, key=lambda label: counts[label])
     largest = counts[largest_label]
     if num_shots > largest:
-        print(f"WARNING: DATASET.NUM_SHOTS {num_shots} is more than any class has (the largest class, "
-              f"{name(largest_label)!r}, has {largest} training images): every class uses all its images, so this "
-              f"is not a {num_shots}-shot run")
+        warning = (f"DATASET.NUM_SHOTS {num_shots} is more than any class has (the largest class, "
+                   f"{name(largest_label)!r}, has {largest} training images): every class uses all its images, so "
+                   f"this is not a {num_shots}-shot run")
+        print(f"WARNING: {warning}")
+        RUN_WARNINGS.append(warning)
         return
     small = sorted((n, str(name(label))) for label, n in counts.items() if n < num_shots)
     if small:
         shown = ", ".join(f"{c!r}: {n}" for n, c in small[:3]) + (" ..." if len(small) > 3 else "")
-        print(f"Note: {len(small)} of {len(counts)} classes have fewer than {num_shots} training images ({shown}); "
-              "they use all they have, as the original code does")
+        note = (f"{len(small)} of {len(counts)} classes have fewer than {num_shots} training images ({shown}); "
+                "they use all they have, as the original code does")
+        print(f"Note: {note}")
+        RUN_WARNINGS.append(note)
