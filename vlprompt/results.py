@@ -114,6 +114,8 @@ def _per_seed(runs, what, notes):
                 continue
             notes.append(f"{what}: seed {seed} has {len(items)} identical results ({paths})")
         chosen[seed] = items[0]
+        for warning in items[0].get("warnings") or []:
+            notes.append(f"{what}: seed {seed}: {warning}")
     return chosen
 
 

@@ -89,4 +89,3 @@ def check_shots_against_classes(num_shots, counts, classnames=None):
         note = (f"{len(small)} of {len(counts)} classes have fewer than {num_shots} training images ({shown}); "
                 "they use all they have, as the original code does")
         print(f"Note: {note}")
-        RUN_WARNINGS.append(note)
