@@ -25,10 +25,12 @@ IDENTITY_FORMAT = 1
 
 # Keys that do not change what a run computes: where things are, how often it prints or saves, and
 # switches that only change speed (each checked to give the same numbers: CUDA graphs, prompt batching,
-# the evaluation batch size and the preprocessed test-image cache).
+# the evaluation batch size and the preprocessed test-image cache with the PIL decoder: its
+# TEST.IMAGE_CACHE_DECODER torchvision is not bit-identical and so does count).
 BOOKKEEPING_KEYS = (
     "OUTPUT_DIR", "RESUME", "DATASET.ROOT", "USE_CUDA", "VERBOSE", "TRAIN.PRINT_FREQ", "TRAIN.CHECKPOINT_FREQ",
-    "TRAIN.CUDA_GRAPHS", "TEST.PER_CLASS_RESULT", "TEST.COMPUTE_CMAT", "TEST.IMAGE_CACHE", "DATALOADER.TEST.BATCH_SIZE",
+    "TRAIN.CUDA_GRAPHS", "TEST.PER_CLASS_RESULT", "TEST.COMPUTE_CMAT", "TEST.IMAGE_CACHE", "TEST.IMAGE_CACHE_DIR",
+    "DATALOADER.TEST.BATCH_SIZE",
     "TRAINER.*.PROMPT_BATCH",
 )
 
