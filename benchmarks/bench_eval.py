@@ -18,7 +18,6 @@ its build rate and how far its logits are from the PIL path's (largest differenc
     python benchmarks/bench_eval.py --full --device cuda --decoder torchvision   # GPU-decoding figures too
 """
 import argparse
-import contextlib
 import json
 import os
 import sys
@@ -30,44 +29,12 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from vlprompt.clip_loader import clip  # noqa: E402
-from vlprompt.precision import apply_to_clip, resolve_precision  # noqa: E402
+from common import VIT_B16, method_model, quiet, random_clip, sync  # noqa: E402
+from vlprompt.precision import resolve_precision  # noqa: E402
 
-VIT_B16 = dict(embed_dim=512, image_resolution=224, vision_layers=12, vision_width=768, vision_patch_size=16,
-               context_length=77, vocab_size=49408, transformer_width=512, transformer_heads=8, transformer_layers=12)
-# 224 px input (the real data pipeline and cache size), a model small enough for a CPU.
 SMALL_VIT = dict(embed_dim=128, image_resolution=224, vision_layers=9, vision_width=128, vision_patch_size=32,
                  context_length=77, vocab_size=49408, transformer_width=64, transformer_heads=2, transformer_layers=9)
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def quiet(fn, *args, **kwargs):
-    with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
-        return fn(*args, **kwargs)
-
-
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def build_clip(full, precision, device):
-    torch.manual_seed(0)
-    model = clip.model.CLIP(**(VIT_B16 if full else SMALL_VIT))
-    clip.model.convert_weights(model)  # the released checkpoints' dtypes
-    apply_to_clip(model, precision)
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model.eval().to(device)
-
-
-def method_model(method, clip_model, n_cls):
-    names = [f"class_{i}" for i in range(n_cls)]
-    if method == "coop":
-        from trainers.coop import CoOpCLIP
-        return CoOpCLIP(clip_model, names, n_ctx=16, ctx_init="", csc=False, class_token_position="end")
-    from trainers.maple import MaPLeCLIP
-    return MaPLeCLIP(clip_model, names, n_ctx=2, ctx_init="a photo of a", prompt_depth=9)
 
 
 def write_jpegs(folder, n, size=(400, 300)):
@@ -139,7 +106,7 @@ def main(argv=None):
     device = torch.device(args.device)
     precision = quiet(resolve_precision, args.prec or ("fp16" if device.type == "cuda" else "fp32"), device)
     n_images = args.jpegs or (5000 if device.type == "cuda" else 500)
-    clip_model = build_clip(args.full, precision, device)
+    clip_model = random_clip(VIT_B16 if args.full else SMALL_VIT, precision, device)
     res = clip_model.visual.input_resolution
     workers = min(args.workers, available_cpus())
     rows = []
@@ -162,7 +129,7 @@ def main(argv=None):
 
         for method in args.methods:
             for n_cls in args.classes:
-                model = quiet(method_model, method, clip_model, n_cls).to(device).eval()
+                model = quiet(method_model, method, clip_model, [f"class_{i}" for i in range(n_cls)]).to(device).eval()
                 evaluate(model, [{"img": images}], precision, device)  # warm-up
                 seconds, _ = timed(lambda: evaluate(model, [{"img": images}] * n_batches, precision, device), device,
                                    args.repeats)
@@ -205,7 +172,7 @@ def main(argv=None):
             pixels = np.abs(np.asarray(tv.images, dtype=np.int16) - np.asarray(pil.images, dtype=np.int16))
             for method in args.methods:
                 n_cls = max(args.classes)
-                model = quiet(method_model, method, clip_model, n_cls).to(device).eval()
+                model = quiet(method_model, method, clip_model, [f"class_{i}" for i in range(n_cls)]).to(device).eval()
                 a = evaluate(model, pil.batches(args.batch, device), precision, device)
                 b = evaluate(model, tv.batches(args.batch, device), precision, device)
                 rows.append({"what": f"{method}: torchvision vs PIL decoder", "classes": n_cls,

@@ -31,13 +31,12 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from common import VIT_B16, method_model, quiet, random_clip, sync  # noqa: E402
 from vlprompt.clip_loader import clip  # noqa: E402
 from vlprompt.cuda_graphs import GraphedForward  # noqa: E402
 from vlprompt.precision import apply_to_clip, resolve_precision  # noqa: E402
 from vlprompt.prompted_clip import PromptedTextEncoder, PromptedVisionEncoder  # noqa: E402
 
-VIT_B16 = dict(embed_dim=512, image_resolution=224, vision_layers=12, vision_width=768, vision_patch_size=16,
-               context_length=77, vocab_size=49408, transformer_width=512, transformer_heads=8, transformer_layers=12)
 WORDS = ["red", "tabby", "cat", "golden", "retriever", "sports", "car", "maple", "leaf", "coffee", "mug", "snow",
          "leopard", "tree", "frog", "steam", "locomotive", "paper", "towel", "garden", "spider", "pool", "table"]
 
@@ -48,41 +47,19 @@ def classnames(n, seed=0):
 
 
 def build_clip(tiny, precision, device):
-    if tiny:
-        from vlprompt.testing.tiny_clip import build_tiny_clip
+    if not tiny:
+        return random_clip(VIT_B16, precision, device)
+    from vlprompt.testing.tiny_clip import build_tiny_clip
 
-        model = build_tiny_clip()
-        clip.model.convert_weights(model)
-    else:
-        torch.manual_seed(0)
-        model = clip.model.CLIP(**VIT_B16)
-        clip.model.convert_weights(model)  # the released checkpoints' dtypes
+    model = build_tiny_clip()
+    clip.model.convert_weights(model)
     apply_to_clip(model, precision)
     for p in model.parameters():
         p.requires_grad_(False)
     return model.eval().to(device)
 
 
-def method_model(method, clip_model, names):
-    """The method's model, as its trainer builds it with the protocol config's values."""
-    if method == "coop":
-        from trainers.coop import CoOpCLIP
-        return CoOpCLIP(clip_model, names, n_ctx=16, ctx_init="", csc=False, class_token_position="end")
-    if method == "cocoop":
-        from trainers.cocoop import CoCoOpCLIP
-        return CoCoOpCLIP(clip_model, names, n_ctx=4, ctx_init="a photo of a")
-    if method == "maple":
-        from trainers.maple import MaPLeCLIP
-        return MaPLeCLIP(clip_model, names, n_ctx=2, ctx_init="a photo of a", prompt_depth=9)
-    raise ValueError(method)
-
-
 TRAIN_BATCH = {"coop": 32, "cocoop": 1, "maple": 4}
-
-
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 @contextlib.contextmanager
@@ -103,11 +80,6 @@ def timed(fn, device, iters, warmup):
         fn()
     sync(device)
     return (time.perf_counter() - start) / iters
-
-
-def quiet(fn, *args, **kwargs):
-    with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
-        return fn(*args, **kwargs)
 
 
 def bench_train(method, clip_model, n_cls, precision, device, res, steps, warmup, graphs):
