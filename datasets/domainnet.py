@@ -4,13 +4,12 @@ quickdraw, real, sketch).
 
 Val: the source domains' test lists; test: the held-out domain's test list. Labels are those of the
 split files (0-based); class names are the class folder names ("aircraft_carrier"). The protocol is
-described in datasets/pacs.py.
+described in vlprompt/data/dg.py.
 """
 import os
 
+from vlprompt.data.dg import FewShotDGDataset
 from vlprompt.engine import DATASET_REGISTRY
-
-from .pacs import FewShotDGDataset
 
 
 @DATASET_REGISTRY.register()

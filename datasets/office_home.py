@@ -4,13 +4,12 @@ product, real_world).
 
 Val: the source domains' val folders; test: all of the held-out domain (train + val folders). Labels
 follow the sorted class folders (case-sensitive sort, as Dassl); class names are the folder names in
-lower case ("Alarm_Clock" -> "alarm_clock"). The protocol is described in datasets/pacs.py.
+lower case ("Alarm_Clock" -> "alarm_clock"). The protocol is described in vlprompt/data/dg.py.
 """
 import os
 
+from vlprompt.data.dg import FewShotDGDataset
 from vlprompt.engine import DATASET_REGISTRY, Datum
-
-from .pacs import FewShotDGDataset
 
 
 @DATASET_REGISTRY.register()

@@ -4,10 +4,15 @@ Without the split file: annotations/trainval.txt and test.txt (lines "imname cla
 label = classid - 1, class name = the image name without its final "_<number>", lower-cased
 ("Abyssinian_100" -> "abyssinian", "american_bulldog_10" -> "american_bulldog"); train/val = a per-class
 80/20 split of trainval (Python's `random`, seeded by SEED).
+
+The class also keeps the original's public static helpers, which the original repositories' other
+readers call (`OxfordPets.read_split(path, image_dir)`, `OxfordPets.save_split(train, val, test, path,
+image_dir)`, `OxfordPets.subsample_classes(train, val, test, subsample=...)`,
+`OxfordPets.split_trainval(trainval, p_val=0.2)`), so this file can replace theirs.
 """
 import os
 
-from vlprompt.data import BenchmarkDataset, split_trainval
+from vlprompt.data import BenchmarkDataset, read_split, save_split, split_trainval, subsample_classes
 from vlprompt.data.splits import make_datums
 from vlprompt.engine import DATASET_REGISTRY
 
@@ -24,6 +29,11 @@ oxford_pets/
     annotations/test.txt
     split_zhou_OxfordPets.json   CoOp's split
 """
+    # The original's static helpers (same signatures), for the originals' other readers.
+    read_split = staticmethod(read_split)
+    save_split = staticmethod(save_split)
+    split_trainval = staticmethod(split_trainval)
+    subsample_classes = staticmethod(subsample_classes)
 
     def make_split(self):
         trainval = self.read_annotations("trainval.txt")

@@ -3,13 +3,12 @@
 
 Val: the source domains' crossval folders; test: the held-out domain's test folder. Labels follow the
 sorted class folders; class names are bird, car, chair, dog, person by label (Dassl's VLCS leaves them
-empty; the MetaPrompt code names them so). The protocol is described in datasets/pacs.py.
+empty; the MetaPrompt code names them so). The protocol is described in vlprompt/data/dg.py.
 """
 import os
 
+from vlprompt.data.dg import FewShotDGDataset
 from vlprompt.engine import DATASET_REGISTRY, Datum
-
-from .pacs import FewShotDGDataset
 
 CLASSNAMES = ["bird", "car", "chair", "dog", "person"]
 

@@ -200,10 +200,20 @@ def test_other_depth_other_method_and_other_backbone_are_refused(tiny_clip):
         adapt_and_load(IVLP, ivlp, {**other_backbone, **ivlp_prompts})
 
 
-def test_our_checkpoints_load_unchanged(tiny_clip):
+@torch.no_grad()
+def test_our_checkpoints_load_into_another_model_with_identical_logits(tiny_clip):
+    """Our checkpoints hold the prompt learner's own keys: adapting them changes nothing, and loading them
+    into a model with other prompts gives exactly the saved model's logits."""
     from test_maple_methods import build
 
+    images = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     for method, trainer_class in TRAINERS.items():
-        model, other = build(method, tiny_clip), build(method, tiny_clip)
-        state = {k: v + 1 for k, v in model.prompt_learner.state_dict().items()}
-        assert trainer_class.adapt_checkpoint_state(types.SimpleNamespace(model=other), state) is state
+        model, other = build(method, tiny_clip).eval(), build(method, tiny_clip).eval()
+        g = torch.Generator().manual_seed(1)
+        for p in model.prompt_learner.parameters():  # saved prompts unlike the other model's
+            p.add_(torch.randn(p.shape, generator=g) * 0.5)
+        saved = {k: v.clone() for k, v in model.prompt_learner.state_dict().items()}
+        assert not torch.equal(other(images), model(images)), method
+        adapted = adapt_and_load(trainer_class, other, saved)
+        assert set(adapted) == set(saved) and all(torch.equal(adapted[k], v) for k, v in saved.items()), method
+        assert torch.equal(other(images), model(images)), method

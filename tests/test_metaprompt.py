@@ -407,7 +407,7 @@ def test_learns_an_easy_task(caltech_root, tiny_clip_path, tmp_path):
     forward_backward = trainer.forward_backward
     trainer.forward_backward = lambda batch: losses.append(forward_backward(batch)) or losses[-1]
     trainer.train()
-    after = trainer._last_results["accuracy"]
+    after = trainer.last_results["accuracy"]
     first, last = losses[:3], losses[-3:]
     assert sum(x["loss"] for x in last) < 0.85 * sum(x["loss"] for x in first)
     assert before <= 40 and after >= 90

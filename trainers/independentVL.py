@@ -15,19 +15,18 @@ The text features and the vision prompts do not depend on the image: computed on
 
 The original kept V and the V^i, P^i inside CLIP's modules (VPT, VPT_shallow); here they live in the
 prompt learner with the layer they enter as their name (`text_layer_prompts.<i>`,
-`vision.layer_prompts.<i>`), and the released checkpoints are renamed onto them when loaded.
+`vision.layer_prompts.<i>`), and the released checkpoints are renamed onto them when loaded
+(vlprompt.original_checkpoints).
 """
-import re
-
 import torch
 import torch.nn as nn
 
 from vlprompt.classifier import VisionLanguagePromptedCLIP
 from vlprompt.config import ensure_node, set_default
-from vlprompt.deep_prompts import (VisionPrompts, check_prompt_depth, clip_constructor_draws,
-                                   full_model_to_prompt_learner, is_full_model_state, layer_prompts,
-                                   original_vision_prompt_name, per_layer, text_context)
+from vlprompt.deep_prompts import (VisionPrompts, check_prompt_depth, clip_constructor_draws, layer_prompts,
+                                   per_layer, text_context)
 from vlprompt.engine import TRAINER_REGISTRY
+from vlprompt.original_checkpoints import from_original_state, is_full_model_state
 from vlprompt.prompts import ClassPrompts
 from vlprompt.trainer import PromptTrainer
 
@@ -91,15 +90,6 @@ class IVLPCLIP(VisionLanguagePromptedCLIP):
         self.text_encoder.round_prompts_fp16 = self.image_encoder.round_prompts_fp16 = round_fp16
 
 
-# ------------------------------------------------------------------ the originals' checkpoints
-def original_ivlp_prompt_name(key):
-    """Where the original IVLP kept prompts inside CLIP's modules -> this prompt learner's names."""
-    match = re.fullmatch(r"text_encoder\.transformer\.resblocks\.(\d+)\.VPT_shallow", key)
-    if match:
-        return f"text_layer_prompts.{match.group(1)}"
-    return original_vision_prompt_name(key, prefix="vision.")
-
-
 @TRAINER_REGISTRY.register()
 class IVLP(PromptTrainer):
     CONFIG_NODE = "IVLP"
@@ -131,5 +121,5 @@ class IVLP(PromptTrainer):
 
     def adapt_checkpoint_state(self, state_dict):
         if is_full_model_state(state_dict):
-            return full_model_to_prompt_learner(state_dict, self.model, original_ivlp_prompt_name)
+            return from_original_state("IVLP", state_dict, self.model)
         return state_dict

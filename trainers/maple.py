@@ -30,8 +30,9 @@ import torch.nn as nn
 
 from vlprompt.classifier import VisionLanguagePromptedCLIP
 from vlprompt.config import ensure_node, set_default
-from vlprompt.deep_prompts import check_prompt_depth, full_model_to_prompt_learner, is_full_model_state, text_context
+from vlprompt.deep_prompts import check_prompt_depth, text_context
 from vlprompt.engine import TRAINER_REGISTRY
+from vlprompt.original_checkpoints import from_original_state, is_full_model_state
 from vlprompt.prompts import ClassPrompts, random_context
 from vlprompt.trainer import PromptTrainer
 
@@ -103,5 +104,5 @@ class MaPLe(PromptTrainer):
 
     def adapt_checkpoint_state(self, state_dict):
         if is_full_model_state(state_dict):
-            return full_model_to_prompt_learner(state_dict, self.model)
+            return from_original_state("MaPLe", state_dict, self.model)
         return state_dict

@@ -21,9 +21,9 @@ import torch
 
 from vlprompt.classifier import PromptedCLIP, scaled_cosine_logits
 from vlprompt.config import ensure_node, set_default
-from vlprompt.deep_prompts import (VisionPrompts, clip_constructor_draws, full_model_to_prompt_learner,
-                                   is_full_model_state, original_vision_prompt_name)
+from vlprompt.deep_prompts import VisionPrompts, clip_constructor_draws
 from vlprompt.engine import TRAINER_REGISTRY
+from vlprompt.original_checkpoints import from_original_state, is_full_model_state
 from vlprompt.prompts import encode_class_templates
 from vlprompt.trainer import PromptTrainer
 
@@ -107,5 +107,5 @@ class VPT(PromptTrainer):
 
     def adapt_checkpoint_state(self, state_dict):
         if is_full_model_state(state_dict):
-            return full_model_to_prompt_learner(state_dict, self.model, original_vision_prompt_name)
+            return from_original_state("VPT", state_dict, self.model)
         return state_dict

@@ -8,47 +8,107 @@ CLIP's own fp16 weight conversion; the trainer then picks the precision.
 """
 import contextlib
 import hashlib
+import importlib
+import importlib.metadata
+import importlib.util
+import inspect
 import os
 import sys
-import types
 import urllib.request
 import warnings
 
 import torch
 
+from ._clip_import import pkg_resources_stand_in
 from .errors import CheckpointError, ConfigValueError, UserError
 from .fileio import atomic_write, load_torch_file
 
 
+OPENAI_CLIP_DISTRIBUTIONS = ("clip-anytorch", "clip", "openai-clip")  # PyPI / git installs of OpenAI's CLIP
+PRIVATE_NAME = "vlprompt._openai_clip"  # OpenAI's clip when a codebase's own `clip/` shadows it
+
+
+class ClipNotImportable(UserError, ImportError):
+    pass
+
+
+def _is_openai_clip(module):
+    """OpenAI's `clip.model.build_model(state_dict)`; the MaPLe repository's modified copy also needs
+    `design_details`, which vlprompt (one unforked CLIP for every method) never passes."""
+    build = getattr(getattr(module, "model", None), "build_model", None)
+    if build is None:
+        return False
+    try:
+        params = inspect.signature(build).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    required = [p for p in params if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(required) == 1
+
+
+def _installed_openai_clip_dir():
+    """The folder of the `clip` package that a pip-installed OpenAI CLIP distribution holds, or None."""
+    for name in OPENAI_CLIP_DISTRIBUTIONS:
+        try:
+            dist = importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        if any(str(f).replace(os.sep, "/") == "clip/__init__.py" for f in dist.files or ()):
+            path = os.path.dirname(os.path.abspath(str(dist.locate_file("clip/__init__.py"))))
+            if os.path.isfile(os.path.join(path, "model.py")):
+                return path
+    return None
+
+
+def _load_private(package_dir):
+    """OpenAI's clip package from `package_dir`, as module PRIVATE_NAME (`import clip` stays the codebase's)."""
+    spec = importlib.util.spec_from_file_location(PRIVATE_NAME, os.path.join(package_dir, "__init__.py"),
+                                                  submodule_search_locations=[package_dir])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[PRIVATE_NAME] = module  # its relative imports (.clip, .model) resolve through it
+    try:
+        with pkg_resources_stand_in():
+            spec.loader.exec_module(module)
+        importlib.import_module(PRIVATE_NAME + ".model")
+    except BaseException:
+        for name in [n for n in sys.modules if n == PRIVATE_NAME or n.startswith(PRIVATE_NAME + ".")]:
+            del sys.modules[name]
+        raise
+    return module
+
+
 def import_clip():
-    """`import clip`, also where setuptools>=81 removed the `pkg_resources` module it imports.
+    """OpenAI's `clip` package (clip-anytorch on PyPI), also where setuptools>=81 removed `pkg_resources`.
 
-    The stand-in module exists only while `clip` is imported, so nothing else sees it.
+    A codebase may ship its own `clip/` (the MaPLe repository does: a modified copy whose `build_model`
+    needs `design_details`); run from its root, `import clip` finds that one. vlprompt then loads
+    OpenAI's from its installed distribution under a private name and leaves `clip` to the codebase.
     """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # pkg_resources' deprecation notice
-        try:
-            import clip
-
-            return clip
-        except ModuleNotFoundError as e:
-            if e.name != "pkg_resources":
-                raise
-        import packaging.version  # noqa: F401  (clip reads packaging.version through the stand-in)
-
-        stub = types.ModuleType("pkg_resources")
-        stub.packaging = sys.modules["packaging"]
-        sys.modules["pkg_resources"] = stub
-        try:
-            import clip
-        finally:
-            if sys.modules.get("pkg_resources") is stub:
-                del sys.modules["pkg_resources"]
-        return clip
+    installed = _installed_openai_clip_dir()
+    module = sys.modules.get("clip")
+    if module is None:
+        spec = importlib.util.find_spec("clip")
+        origin = os.path.dirname(os.path.abspath(spec.origin)) if spec is not None and spec.origin else None
+        if origin is not None and (installed is None or os.path.realpath(origin) == os.path.realpath(installed)):
+            with warnings.catch_warnings(), pkg_resources_stand_in():
+                warnings.simplefilter("ignore")  # pkg_resources' deprecation notice
+                module = importlib.import_module("clip")
+                importlib.import_module("clip.model")
+    if module is not None and _is_openai_clip(module):
+        return module
+    if installed is not None:
+        if PRIVATE_NAME in sys.modules:
+            return sys.modules[PRIVATE_NAME]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return _load_private(installed)
+    found = f" (the `clip` found at {module.__file__ if module is not None else origin} is not it: its " \
+            "build_model is not OpenAI's, e.g. the MaPLe repository's modified copy)" \
+        if module is not None or origin is not None else ""
+    raise ClipNotImportable(f"vlprompt needs OpenAI's CLIP package{found}. Install it: pip install clip-anytorch")
 
 
 clip = import_clip()
-import clip.model  # noqa: E402  (build_model lives there; `clip` itself exports only load/tokenize)
 
 
 class ClipWeightsNotFound(UserError, FileNotFoundError):
@@ -190,7 +250,7 @@ def load_clip(name_or_path, download_root=None):
     missing = [k for k in required if k not in state_dict]
     if missing:
         raise CheckpointError(f"{path} is not a CLIP checkpoint: it lacks {missing}")
-    return clip.model.build_model(state_dict).eval()
+    return clip.model.build_model(state_dict).eval()  # OpenAI's (import_clip)
 
 
 def tokenize(texts, context_length=77, truncate=False):

@@ -1,9 +1,8 @@
 """Deep (per-layer) prompts shared by MaPLe, IVLP and VPT, and the originals' random-draw order.
 
 The first context P of MaPLe/IVLP (`text_context`), per-layer prompts keyed by the block they enter
-(`layer_prompts`, `per_layer`), VPT-deep vision prompts (`VisionPrompts`), and reading the originals'
-full-model checkpoints (`full_model_to_prompt_learner`). Trainer files import these from here, never
-from each other.
+(`layer_prompts`, `per_layer`), VPT-deep vision prompts (`VisionPrompts`). The originals' checkpoint layout is
+vlprompt.original_checkpoints. Trainer files import these from here, never from each other.
 
 Why a seed gives the original's prompts (`clip_constructor_draws`): the original IVLP and VPT create
 their prompts *inside* CLIP's modules (image_encoder.VPT, resblocks.<i>.VPT_shallow) while
@@ -16,15 +15,12 @@ constructor's draws in order (throw-away modules of the same shapes, so the gene
 as there), keeping the prompt draws. Afterwards the generator is where the original's is after building
 its model, so the data order and augmentation that follow are the original's too.
 """
-import re
-
 import torch
 import torch.nn as nn
 
 from .errors import ConfigValueError
 from .clip_loader import bpe_length
 from .prompts import clean_classname, context_from_phrase, random_context
-from .trainer import CheckpointMismatch
 
 MAX_WORD_INIT = 4  # the originals initialise from CTX_INIT only when n_ctx <= 4, else randomly
 
@@ -148,58 +144,3 @@ class VisionPrompts(nn.Module):
     def forward(self):
         """(input prompts [n, d_vision], per-layer prompts [None, V^1, ..])."""
         return self.input_prompts, per_layer(self.layer_prompts, self.depth)
-
-
-# ------------------------------------------------------------------ the originals' checkpoints
-ORIGINAL_MODEL_PREFIXES = ("prompt_learner.", "image_encoder.", "text_encoder.")
-# Frozen CLIP tensors a full-model checkpoint holds, and where this model keeps them.
-BACKBONE_FINGERPRINT = {"image_encoder.conv1.weight": "image_encoder.visual.conv1.weight",
-                        "image_encoder.positional_embedding": "image_encoder.visual.positional_embedding",
-                        "text_encoder.text_projection": "text_encoder.text_projection"}
-
-
-def is_full_model_state(state):
-    """True for the originals' checkpoints, which hold the whole CustomCLIP (frozen CLIP included)."""
-    return any(k.startswith(ORIGINAL_MODEL_PREFIXES) or k == "logit_scale" for k in state)
-
-
-def check_same_backbone(state, model):
-    """Fail if a full-model checkpoint's frozen CLIP has other shapes than the loaded backbone's
-    (e.g. ViT-B/16 prompts evaluated on ViT-B/32, whose prompt shapes are the same)."""
-    ours = model.state_dict()
-    wrong = [f"{k}: checkpoint {tuple(state[k].shape)} vs backbone {tuple(ours[mine].shape)}"
-             for k, mine in BACKBONE_FINGERPRINT.items()
-             if k in state and mine in ours and tuple(state[k].shape) != tuple(ours[mine].shape)]
-    if wrong:
-        raise CheckpointMismatch(f"The checkpoint was trained on another CLIP backbone than MODEL.BACKBONE.NAME "
-                    f"({'; '.join(wrong)}); set MODEL.BACKBONE.NAME to the one it was trained with.")
-
-
-def full_model_to_prompt_learner(state, model, rename_frozen=None):
-    """An original full-model state dict -> this trainer's prompt-learner state.
-
-    prompt_learner.* keeps its name without the prefix, except token_prefix/token_suffix, which are
-    rebuilt from the current class names (as the originals' load_model drops them). Prompts the
-    originals kept inside CLIP's modules are renamed by `rename_frozen(key)` (a name, or None);
-    everything else (frozen CLIP, logit_scale) is dropped. Missing prompts fail when loading.
-    """
-    check_same_backbone(state, model)
-    adapted = {}
-    for key, value in state.items():
-        if key.startswith("prompt_learner."):
-            name = key[len("prompt_learner."):]
-            if name not in ("token_prefix", "token_suffix"):
-                adapted[name] = value
-        elif rename_frozen is not None:
-            name = rename_frozen(key)
-            if name is not None:
-                adapted[name] = value
-    return adapted
-
-
-def original_vision_prompt_name(key, prefix=""):
-    """The original's image_encoder.VPT / image_encoder.transformer.resblocks.<i>.VPT_shallow -> ours."""
-    if key == "image_encoder.VPT":
-        return prefix + "input_prompts"
-    match = re.fullmatch(r"image_encoder\.transformer\.resblocks\.(\d+)\.VPT_shallow", key)
-    return f"{prefix}layer_prompts.{match.group(1)}" if match else None

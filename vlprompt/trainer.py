@@ -42,6 +42,28 @@ class CheckpointMismatch(UserError, RuntimeError):
     pass
 
 
+class ResultKeepingEvaluator:
+    """The engine's evaluator (Dassl's reset/process/evaluate API), also keeping its last results and the
+    number of samples it evaluated, for result.json."""
+
+    def __init__(self, evaluator):
+        self.evaluator = evaluator
+        self.last_results = None
+        self.num_samples = 0
+
+    def reset(self):
+        self.num_samples = 0
+        self.evaluator.reset()
+
+    def process(self, output, label):
+        self.num_samples += len(label)
+        self.evaluator.process(output, label)
+
+    def evaluate(self):
+        self.last_results = self.evaluator.evaluate()
+        return self.last_results
+
+
 class PromptTrainer(TrainerX):
     CONFIG_NODE = None  # cfg.TRAINER.<CONFIG_NODE> holds the method's keys
     CHECKPOINT_NAME = "prompt_learner"  # folder of the checkpoints in the output dir (the originals' name)
@@ -72,15 +94,18 @@ class PromptTrainer(TrainerX):
         self._start_time = time.time()
         self.run_info = {}  # train.py records how it was called (and the run's identity); written to result.json
         self.resumed_from = None  # the epoch a resumed run continued from
+        self.registered = {}  # name -> (module, optimizer, scheduler), as given to register_model
         super().__init__(cfg)
-        self._last_results = None
-        evaluate = self.evaluator.evaluate
+        self.evaluator = ResultKeepingEvaluator(self.evaluator)
 
-        def evaluate_and_keep():
-            self._last_results = evaluate()
-            return self._last_results
+    def register_model(self, name="model", model=None, optim=None, sched=None):
+        super().register_model(name, model, optim, sched)
+        self.registered[name] = (model, optim, sched)
 
-        self.evaluator.evaluate = evaluate_and_keep
+    @property
+    def last_results(self):
+        """The metrics of the last evaluation (the engine evaluator's dict), or None."""
+        return self.evaluator.last_results
 
     @property
     def method_cfg(self):
@@ -149,6 +174,7 @@ class PromptTrainer(TrainerX):
     def train(self):
         if not self.get_model_names():
             raise RuntimeError(f"{type(self).__name__} has nothing to train; run it with --eval-only")
+        self.trained = True  # result.json's mode where train.py is a codebase's own (no run_info)
         super().train()
 
     def parse_batch_train(self, batch):
@@ -189,8 +215,9 @@ class PromptTrainer(TrainerX):
             return
         self.scaler.scale(loss).backward()
         for name in self.get_model_names(names):
-            if self._optims[name] is not None:
-                self.scaler.step(self._optims[name])
+            optim = self.registered[name][1]
+            if optim is not None:
+                self.scaler.step(optim)
         self.scaler.update()
 
     def after_epoch(self):
@@ -215,8 +242,8 @@ class PromptTrainer(TrainerX):
         resume = {"rng": capture_rng_state(), "scaler": self.scaler.state_dict() if self.scaler is not None else None,
                   "best_result": self.best_result}
         for name in self.get_model_names():
-            optim, sched = self._optims[name], self._scheds[name]
-            state = {"state_dict": self._models[name].state_dict(), "epoch": epoch + 1,
+            module, optim, sched = self.registered[name]
+            state = {"state_dict": module.state_dict(), "epoch": epoch + 1,
                      "optimizer": optim.state_dict() if optim is not None else None,
                      "scheduler": sched.state_dict() if sched is not None else None,
                      "val_result": val_result, "resume": resume}
@@ -245,11 +272,12 @@ class PromptTrainer(TrainerX):
             fpath = osp.join(directory, name, f"model.pth.tar-{epoch}")
             print(f'Loading checkpoint from "{fpath}"')
             checkpoint = load_checkpoint(fpath)
-            self._models[name].load_state_dict(checkpoint["state_dict"])
-            if self._optims[name] is not None and checkpoint.get("optimizer") is not None:
-                self._optims[name].load_state_dict(checkpoint["optimizer"])
-            if self._scheds[name] is not None and checkpoint.get("scheduler") is not None:
-                self._scheds[name].load_state_dict(checkpoint["scheduler"])
+            module, optim, sched = self.registered[name]
+            module.load_state_dict(checkpoint["state_dict"])
+            if optim is not None and checkpoint.get("optimizer") is not None:
+                optim.load_state_dict(checkpoint["optimizer"])
+            if sched is not None and checkpoint.get("scheduler") is not None:
+                sched.load_state_dict(checkpoint["scheduler"])
             resume = checkpoint.get("resume")
             with atomic_write(osp.join(directory, name, "checkpoint"), "w") as f:
                 f.write(f"model.pth.tar-{epoch}\n")
@@ -280,8 +308,9 @@ class PromptTrainer(TrainerX):
         with self.precision.autocast(), (cache() if cache is not None else contextlib.nullcontext()):
             result = super().test(split)
         tested = split or self.cfg.TEST.SPLIT
-        if self._last_results is not None and (tested != "val" or self.val_loader is None):
-            self.write_result(dict(self._last_results))
+        results = self.evaluator.last_results
+        if results is not None and (tested != "val" or self.val_loader is None):
+            self.write_result(dict(results))
         return result
 
     # ------------------------------------------------------------------------------- checkpoints
@@ -298,7 +327,7 @@ class PromptTrainer(TrainerX):
             checkpoint = load_checkpoint(path)
             state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else checkpoint
             state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
-            self.load_trainable_state(self._models[name], self.adapt_checkpoint_state(state), path)
+            self.load_trainable_state(self.registered[name][0], self.adapt_checkpoint_state(state), path)
             ckpt_epoch = checkpoint.get("epoch") if isinstance(checkpoint, dict) else None
             self.loaded_checkpoint = {"path": path, "epoch": ckpt_epoch}
             print(f'Loading weights to {name} from "{path}" (epoch = {ckpt_epoch})')
@@ -344,6 +373,7 @@ class PromptTrainer(TrainerX):
         info = dict(self.run_info)
         loaded = getattr(self, "loaded_checkpoint", None)
         config_file = info.get("config_file") or ""
+        eval_only = info.get("eval_only", not getattr(self, "trained", False))
         result = {
             "method": cfg.TRAINER.NAME,
             "dataset": cfg.DATASET.NAME,
@@ -357,13 +387,13 @@ class PromptTrainer(TrainerX):
             "source_domains": list(cfg.DATASET.SOURCE_DOMAINS),
             "target_domains": list(cfg.DATASET.TARGET_DOMAINS),
             "precision": {"requested": self.precision.requested, "used": self.precision.name},
-            "mode": "eval-only" if info.get("eval_only") else "train",
-            "epochs_trained": self.max_epoch if not info.get("eval_only") else None,
+            "mode": "eval-only" if eval_only else "train",
+            "epochs_trained": self.max_epoch if not eval_only else None,
             "model_dir": info.get("model_dir"),
             "load_epoch": info.get("load_epoch"),
             "checkpoint": loaded,
             "num_classes": self.num_classes,
-            "num_test_images": getattr(self.evaluator, "_total", None),
+            "num_test_images": self.evaluator.num_samples,
             "metrics": {k: float(v) for k, v in metrics.items()},
             "output_dir": osp.abspath(cfg.OUTPUT_DIR),
             "versions": {"vlprompt": __version__, "torch": torch.__version__, "engine": ENGINE,

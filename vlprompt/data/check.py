@@ -10,11 +10,8 @@ split file (a split would be generated, differing from the published one) are wa
 """
 import concurrent.futures
 import contextlib
-import glob
-import importlib
 import io
 import os
-import sys
 from dataclasses import dataclass, field
 
 from .catalog import CATALOG, STANDARD_NAMES, describe_source, where_from
@@ -49,13 +46,12 @@ class DatasetReport:
         return d
 
 
-def reader_registry():
-    """DATASET_REGISTRY with the repository's readers registered (imported on first use: they bring in the
-    engine and torch, which a check of absent or incomplete datasets never needs)."""
+def reader_registry(repo_root=None):
+    """DATASET_REGISTRY with the codebase's readers registered (imported on first use)."""
     from vlprompt.engine import DATASET_REGISTRY
 
     if not _READERS:
-        _READERS.append(import_readers())
+        _READERS.append(import_readers(repo_root))
     return DATASET_REGISTRY
 
 
@@ -63,24 +59,13 @@ _READERS = []
 
 
 def import_readers(repo_root=None):
-    """Import the repository's datasets/*.py so that every reader is registered.
+    """Register the readers of a codebase's datasets/*.py (vlprompt.plugins: --repo, $VLPROMPT_REPO or the
+    current directory; sys.path is left alone). Returns the codebase folder."""
+    from vlprompt.plugins import find_codebase, import_package_modules
 
-    The readers live in the repository (not in the installed package): found via `repo_root`,
-    $VLPROMPT_REPO, the folder above the vlprompt package, or the current directory.
-    """
-    candidates = [repo_root, os.environ.get("VLPROMPT_REPO"),
-                  os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), os.getcwd()]
-    for candidate in candidates:
-        if candidate and os.path.isfile(os.path.join(candidate, "datasets", "caltech101.py")):
-            if candidate not in sys.path:
-                sys.path.insert(0, candidate)
-            for path in sorted(glob.glob(os.path.join(candidate, "datasets", "*.py"))):
-                module = os.path.splitext(os.path.basename(path))[0]
-                if not module.startswith("_"):
-                    importlib.import_module(f"datasets.{module}")
-            return candidate
-    raise RuntimeError("Cannot find the dataset readers (datasets/*.py of the vlprompt repository): run from the "
-                       "repository root or set VLPROMPT_REPO to it")
+    folder = find_codebase(os.path.join("datasets", "caltech101.py"), repo_root, "the dataset readers (datasets/*.py)")
+    import_package_modules(folder, "datasets")
+    return folder
 
 
 def _check_layout(report, info, root):
@@ -128,7 +113,7 @@ def check_images(paths, decode=False, workers=8):
     return bad
 
 
-def check_dataset(name, root, opts=None, images="open"):
+def check_dataset(name, root, opts=None, images="open", repo=None):
     """One dataset's DatasetReport. `opts`: extra config {KEY: value} (e.g. DATASET.CUSTOM.DIR)."""
     report = DatasetReport(name)
     info = CATALOG.get(name)
@@ -147,7 +132,7 @@ def check_dataset(name, root, opts=None, images="open"):
             return report
     from vlprompt.config import build_config
 
-    DATASET_REGISTRY = reader_registry()
+    DATASET_REGISTRY = reader_registry(repo)
     if name not in DATASET_REGISTRY.registered_names():
         report.status, report.error = "error", f"no reader registered under {name!r}"
         return report
@@ -242,7 +227,7 @@ def format_report(report):
     return "\n".join(lines)
 
 
-def check(root, names=None, opts=None, images="open", out=print):
+def check(root, names=None, opts=None, images="open", out=print, repo=None):
     """Check `names` (default: the 15 standard datasets) under `root`; print a report; return (reports, ok).
 
     ok: every named dataset is usable; without names, every dataset that is present is usable and at
@@ -255,7 +240,7 @@ def check(root, names=None, opts=None, images="open", out=print):
         return reports, False
     out(f"Checking datasets under {os.path.abspath(os.path.expanduser(root))}")
     for name in requested or STANDARD_NAMES:
-        report = check_dataset(name, root, opts=opts, images=images)
+        report = check_dataset(name, root, opts=opts, images=images, repo=repo)
         reports.append(report)
         out(format_report(report))
     if requested:

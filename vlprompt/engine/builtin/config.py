@@ -4,6 +4,7 @@ import difflib
 
 import yaml
 from yacs.config import CfgNode as _YacsCfgNode
+from yacs.config import _check_and_coerce_cfg_value_type
 
 
 class ConfigKeyError(KeyError):
@@ -62,7 +63,24 @@ def merge_from_file_checked(cfg, path):
     if not isinstance(loaded, dict):
         raise ValueError(f"Config file {path} must hold a mapping of keys, got {type(loaded).__name__}")
     check_keys_exist(cfg, loaded, source=path)
-    _YacsCfgNode.merge_from_file(cfg, path)
+    _merge_mapping(cfg, loaded, "")
+
+
+def _merge_mapping(node, mapping, prefix):
+    """yacs' merge of a YAML mapping into `node`, walking into existing sub-nodes whatever their class: a
+    codebase's train.py adds its trainers' nodes as plain `yacs.config.CfgNode()`, which yacs' own merge
+    refuses to merge a YAML into a node of another class ("Type mismatch")."""
+    if node.is_frozen():
+        raise AttributeError(f"Attempted to merge into a frozen config node ({prefix or 'the root'})")
+    for key, value in mapping.items():
+        full = f"{prefix}{key}"
+        if isinstance(value, dict) and isinstance(node.get(key), _YacsCfgNode):
+            _merge_mapping(node[key], value, full + ".")
+            continue
+        value = type(node)(value) if isinstance(value, dict) else _YacsCfgNode._decode_cfg_value(value)
+        if key in node:
+            value = _check_and_coerce_cfg_value_type(value, node[key], key, full)
+        node[key] = value
 
 
 def merge_from_list_checked(cfg, opts, source="command-line options"):
