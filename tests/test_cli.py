@@ -79,3 +79,18 @@ def test_import_vlprompt_is_cheap_and_load_clip_is_still_there():
     from vlprompt.version import __version__
 
     assert proc.stdout.strip() == __version__
+
+
+def test_data_check_finds_the_readers_in_the_codebase_it_is_given(tmp_path):
+    from vlprompt.testing.fake_data import make_caltech101
+
+    make_caltech101(str(tmp_path / "data"))
+    env = {k: v for k, v in os.environ.items() if k != "VLPROMPT_REPO"}
+    check = [sys.executable, "-m", "vlprompt", "data", "check", "--root", str(tmp_path / "data"), "Caltech101"]
+    elsewhere = subprocess.run(check, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert elsewhere.returncode == 2 and elsewhere.stderr == (
+        f"error: Cannot find the dataset readers (datasets/*.py) (no datasets/caltech101.py in the current directory "
+        f"({tmp_path})): run from the repository root, pass --repo DIR, or set VLPROMPT_REPO=DIR\n")
+    given = subprocess.run(check + ["--repo", REPO_ROOT], cwd=tmp_path, env=env, capture_output=True, text=True,
+                           timeout=300)
+    assert given.returncode == 0 and "1 of 1 usable: Caltech101" in given.stdout

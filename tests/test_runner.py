@@ -1,6 +1,8 @@
 """`vlprompt run`: a protocol's jobs through the scripts, in parallel slots, resumable, ending with the table."""
 import os
 
+import pytest
+
 from vlprompt.runner import gpu_slots, plan, run_protocol
 
 from helpers import fast_opts
@@ -42,3 +44,18 @@ def test_runs_jobs_in_parallel_slots_resumes_and_builds_the_table(tmp_path, calt
                         gpus="cpu", opts=opts, out=again.append) == []
     log = (out / "runner-logs/caltech101-seed1.log").read_text()
     assert log.count("so skip this job") == 2  # the second run skipped both finished scripts
+
+
+def test_the_scripts_are_found_in_the_codebase_never_next_to_the_installed_package(tmp_path, monkeypatch):
+    from helpers import REPO_ROOT
+    from vlprompt.plugins import CodebaseNotFound
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("VLPROMPT_REPO", raising=False)
+    with pytest.raises(CodebaseNotFound, match=r"Cannot find vlprompt's scripts/ folder \(no scripts/maple in the "
+                                               r"current directory .*\): run from the repository root, pass --repo DIR"):
+        plan("base2new", "maple", seeds=(1,))
+    [jobs] = plan("base2new", "maple", seeds=(1,), repo=REPO_ROOT)
+    assert jobs[0].steps[0][0] == os.path.join(REPO_ROOT, "scripts", "maple", "base2new_train.sh")
+    monkeypatch.setenv("VLPROMPT_REPO", REPO_ROOT)
+    assert plan("base2new", "maple", seeds=(1,))[0][0].steps == jobs[0].steps

@@ -5,6 +5,7 @@
     vlprompt data download NAME [NAME...] --root $DATA [--mirror URL] [--keep-archives]
     vlprompt results {base2new,xd,dg} OUTPUT [--trainer T] [--config CFG] [--shots K] [--paper NAME] [--out DIR]
     vlprompt run {base2new,xd,dg} METHOD [--datasets ...] [--seeds 1 2 3] [--gpus auto] [--jobs-per-gpu N] [-- KEY VALUE ...]
+    vlprompt export-checkpoint RUN_DIR --format original [--out DIR] [--epoch N] [--trainer NAME]
 
 Commands are argparse sub-parsers: a new command group is a function `add_<group>_commands(subparsers)`
 listed in COMMAND_GROUPS; each command sets `func(args) -> exit status`.
@@ -55,14 +56,15 @@ def cmd_data_check(args):
     from vlprompt.data.check import check, reader_registry
 
     if args.names:  # the standard names are known without importing the readers (and torch)
-        known = list(CATALOG) if set(args.names) <= set(CATALOG) else reader_registry().registered_names()
+        known = list(CATALOG) if set(args.names) <= set(CATALOG) else reader_registry(args.repo).registered_names()
         _known_names(args.names, known)
     if args.json:
         lines = []
-        reports, ok = check(_root(args), args.names, opts=_opts(args.opts), images=args.images, out=lines.append)
+        reports, ok = check(_root(args), args.names, opts=_opts(args.opts), images=args.images, out=lines.append,
+                            repo=args.repo)
         print(json.dumps({"ok": ok, "datasets": [r.as_dict() for r in reports]}, indent=2))
     else:
-        _, ok = check(_root(args), args.names, opts=_opts(args.opts), images=args.images)
+        _, ok = check(_root(args), args.names, opts=_opts(args.opts), images=args.images, repo=args.repo)
     return 0 if ok else 1
 
 
@@ -104,6 +106,9 @@ def add_data_commands(subparsers):
     p.add_argument("--images", choices=("skip", "open", "decode"), default="open",
                    help="open every image's header (default), fully decode it, or skip the image check")
     p.add_argument("--json", action="store_true", help="print the reports as JSON")
+    p.add_argument("--repo", default=None, metavar="DIR",
+                   help="the codebase whose datasets/*.py readers to use (default: $VLPROMPT_REPO, else the current "
+                        "directory)")
     p.add_argument("--opts", nargs="+", metavar="KEY VALUE",
                    help="config options for the readers, e.g. DATASET.CUSTOM.DIR my_data (put last)")
     p.set_defaults(func=cmd_data_check)
@@ -151,14 +156,14 @@ def cmd_run(args):
     data = _root(args)
     try:
         failed = run_protocol(args.protocol, args.method, args.output, data, args.datasets, args.seeds, args.shots,
-                              args.gpus, args.jobs_per_gpu, args.opts)
+                              args.gpus, args.jobs_per_gpu, args.opts, repo=args.repo)
     except ValueError as e:
         raise SystemExit(f"error: {e}")
     return 1 if failed else 0
 
 
 def add_run_commands(subparsers):
-    from vlprompt.runner import METHODS, REPO_ROOT
+    from vlprompt.runner import METHODS
 
     p = subparsers.add_parser("run", help="run a protocol (datasets x seeds through the method's scripts) on all "
                               "local GPUs, resumably, then build its table")
@@ -172,11 +177,45 @@ def add_run_commands(subparsers):
     p.add_argument("--gpus", default="auto", help="'auto' (all visible), '0,1', or 'cpu'")
     p.add_argument("--jobs-per-gpu", type=int, default=1, help="jobs run at once on each GPU")
     p.add_argument("--root", default="", help="the data root (default: $DATA)")
-    p.add_argument("--output", default=os.path.join(REPO_ROOT, "output"), help="output root (default: <repo>/output)")
+    p.add_argument("--output", default="output", help="output root (default: ./output, where the scripts write when "
+                   "run from the repository root)")
+    p.add_argument("--repo", default=None, metavar="DIR",
+                   help="the vlprompt checkout whose scripts/ to run (default: $VLPROMPT_REPO, else the current directory)")
     p.set_defaults(func=cmd_run)
 
 
-COMMAND_GROUPS = [add_data_commands, add_results_commands, add_run_commands]
+def cmd_export_checkpoint(args):
+    from vlprompt.original_checkpoints import ExportError, export_run, trainer_of_run
+
+    run_dir = args.run_dir.rstrip("/") or "/"
+    if not os.path.isdir(run_dir):
+        print(f"error: no run directory {run_dir}", file=sys.stderr)
+        return 2
+    out = args.out or run_dir + "-original"
+    try:
+        method = args.trainer or trainer_of_run(run_dir)
+        path = export_run(run_dir, method, out, args.epoch)
+    except ExportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"Wrote {path} ({method}, the original repository's layout): evaluate it there with "
+          f"--eval-only --model-dir {out} --load-epoch {path.rsplit('-', 1)[-1]}")
+    return 0
+
+
+def add_export_commands(subparsers):
+    p = subparsers.add_parser("export-checkpoint", help="write a run's checkpoint in the original repository's "
+                              "layout, for its own --eval-only (MaPLe, IVLP, VPT)")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a training run's output directory")
+    p.add_argument("--format", choices=("original",), required=True,
+                   help="original: the MaPLe repository's full-model keys and folder names")
+    p.add_argument("--out", default=None, help="the model directory to write (default: RUN_DIR-original)")
+    p.add_argument("--epoch", type=int, default=None, help="the epoch to export (default: the latest checkpoint)")
+    p.add_argument("--trainer", default=None, help="the trainer (default: from RUN_DIR/result.json)")
+    p.set_defaults(func=cmd_export_checkpoint)
+
+
+COMMAND_GROUPS = [add_data_commands, add_results_commands, add_run_commands, add_export_commands]
 
 
 def build_parser():
@@ -190,7 +229,13 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    from vlprompt.errors import UserError, report_user_error
+
+    try:
+        return args.func(args)
+    except UserError as e:  # one line, exit 2 (VLPROMPT_DEBUG=1 for the traceback)
+        report_user_error(e)
+        return 2
 
 
 if __name__ == "__main__":

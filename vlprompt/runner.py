@@ -22,7 +22,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 from .paper_numbers import BASE2NEW_DATASETS
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # script folder -> registered trainer (for the table)
 METHODS = {"cocoop": "CoCoOp", "maple": "MaPLe", "independent-vlp": "IVLP", "language-prompting": "IVLP",
            "vpt": "VPT", "metaprompt": "MetaPrompt", "copl": "CoPL"}
@@ -41,11 +40,19 @@ class Job:
         self.steps = steps  # [(script, args)], run in order in one slot
 
 
-def plan(protocol, method, datasets=None, seeds=(1, 2, 3), shots=None, opts=()):
-    """The job list of a protocol, as stages: a stage's jobs run in parallel, stages one after another."""
-    folder = os.path.join(REPO_ROOT, "scripts", method)
-    if method not in METHODS or not os.path.isdir(folder):
+def scripts_folder(method, repo=None):
+    """The method's scripts/<method> folder of the codebase (vlprompt.plugins: --repo, $VLPROMPT_REPO, cwd)."""
+    from .plugins import find_codebase
+
+    if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {sorted(METHODS)}")
+    return os.path.join(find_codebase(os.path.join("scripts", method), repo, "vlprompt's scripts/ folder"),
+                        "scripts", method)
+
+
+def plan(protocol, method, datasets=None, seeds=(1, 2, 3), shots=None, opts=(), repo=None):
+    """The job list of a protocol, as stages: a stage's jobs run in parallel, stages one after another."""
+    folder = scripts_folder(method, repo)
     script = lambda name: os.path.join(folder, name)  # noqa: E731
     opts = list(opts)
     if protocol == "base2new":
@@ -125,9 +132,9 @@ def run_stage(jobs, slots, env, log_dir, out=print):
 
 
 def run_protocol(protocol, method, output, data, datasets=None, seeds=(1, 2, 3), shots=None, gpus="auto",
-                 jobs_per_gpu=1, opts=(), out=print):
+                 jobs_per_gpu=1, opts=(), out=print, repo=None):
     """Run the protocol's stages, then print and write its table. Returns the failed job names."""
-    stages = plan(protocol, method, datasets, seeds, shots, opts)
+    stages = plan(protocol, method, datasets, seeds, shots, opts, repo)
     slots = gpu_slots(gpus, jobs_per_gpu)
     log_dir = os.path.join(output, "runner-logs")
     os.makedirs(log_dir, exist_ok=True)

@@ -33,11 +33,14 @@ if _REQUESTED == "builtin" or (_REQUESTED == "auto" and not _dassl_available()):
     ENGINE = "builtin"
     # What datasets and configs need comes without torch; the rest is imported on first use.
     from .builtin.config import CfgNode, get_cfg_default
-    from .builtin.datasets import DATASET_REGISTRY, DatasetBase, Datum, build_dataset
-    from .builtin.registry import EVALUATOR_REGISTRY, TRAINER_REGISTRY
+    from .builtin.datasets import DATASET_REGISTRY, DatasetBase, Datum
+    from .builtin.registry import TRAINER_REGISTRY
     from .builtin import _WHERE as _BUILTIN_NAMES
 
-    _LAZY.update({name: module for name, module in _BUILTIN_NAMES.items() if name not in globals()})
+    _EXPORTED = {"DatasetWrapper", "build_data_loader", "build_transform", "TrainerX", "build_trainer", "compute_accuracy",
+                 "build_optimizer", "build_lr_scheduler", "set_random_seed", "collect_env_info",
+                 "load_pretrained_weights", "load_checkpoint", "mkdir_if_missing"}
+    _LAZY.update({name: _BUILTIN_NAMES[name] for name in _EXPORTED})
 else:
     if not _dassl_available():
         raise ImportError(
@@ -60,19 +63,15 @@ else:
 
     from yacs.config import CfgNode
     from dassl.config import get_cfg_default
-    from dassl.data import DataManager, DatasetWrapper
+    from dassl.data import DatasetWrapper
     from dassl.data.data_manager import build_data_loader
-    from dassl.data.datasets import DATASET_REGISTRY, DatasetBase, Datum, build_dataset
-    from dassl.data.samplers import build_sampler
+    from dassl.data.datasets import DATASET_REGISTRY, DatasetBase, Datum
     from dassl.data.transforms import build_transform
     from dassl.engine import TRAINER_REGISTRY, TrainerX, build_trainer
-    from dassl.engine.trainer import SimpleTrainer, TrainerBase
-    from dassl.evaluation import EVALUATOR_REGISTRY, build_evaluator
     from dassl.metrics import compute_accuracy
     from dassl.optim import build_lr_scheduler, build_optimizer
-    from dassl.utils import (AverageMeter, MetricMeter, check_isfile, collect_env_info, count_num_param,
-                             listdir_nohidden, load_checkpoint, load_pretrained_weights, mkdir_if_missing,
-                             read_json, resume_from_checkpoint, save_checkpoint, set_random_seed, write_json)
+    from dassl.utils import (collect_env_info, load_checkpoint, load_pretrained_weights, mkdir_if_missing,
+                             set_random_seed)
 
 CN = CfgNode
 
@@ -81,19 +80,15 @@ def __getattr__(name):
     if name not in _LAZY:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     module = importlib.import_module(f"{__name__}.builtin.{_LAZY[name]}")
-    if name == "build_evaluator" or name == "compute_accuracy":
-        importlib.import_module(f"{__name__}.builtin.evaluation")
     value = getattr(module, name)
     globals()[name] = value
     return value
 
 
+# What trainers, datasets, train.py and the library use of Dassl's API (nothing more: the seam stays small).
 __all__ = [
-    "ENGINE", "CN", "CfgNode", "get_cfg_default", "TRAINER_REGISTRY", "TrainerBase", "SimpleTrainer", "TrainerX",
-    "build_trainer", "DATASET_REGISTRY", "Datum", "DatasetBase", "build_dataset", "DataManager", "DatasetWrapper",
-    "build_data_loader", "build_sampler", "build_transform", "EVALUATOR_REGISTRY", "build_evaluator",
+    "ENGINE", "CN", "CfgNode", "get_cfg_default", "TRAINER_REGISTRY", "TrainerX", "build_trainer",
+    "DATASET_REGISTRY", "Datum", "DatasetBase", "DatasetWrapper", "build_data_loader", "build_transform",
     "compute_accuracy", "build_optimizer", "build_lr_scheduler", "setup_logger", "close_logger", "set_random_seed",
-    "collect_env_info", "load_pretrained_weights", "load_checkpoint", "save_checkpoint", "resume_from_checkpoint",
-    "mkdir_if_missing", "read_json", "write_json", "listdir_nohidden", "check_isfile", "count_num_param",
-    "AverageMeter", "MetricMeter", "read_image",
+    "collect_env_info", "load_pretrained_weights", "load_checkpoint", "mkdir_if_missing", "read_image",
 ]
