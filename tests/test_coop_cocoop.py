@@ -277,11 +277,44 @@ def test_a_nan_loss_stops_the_run_naming_precision(tmp_path, caltech_root, tiny_
         run_train(train_argv("CoOp", "CoOp/vit_b16_ep50.yaml", caltech_root, tmp_path / "run", tiny_clip_path))
 
 
+@torch.no_grad()
+def plain_coop_logits(clip_model, classnames, ctx, images):
+    """CoOp written out on CLIP's own modules: 'X X .. X <name>.' tokenised to 77, the X rows replaced by
+    the context, CLIP's full text transformer and encode_image, exp(s) * cosine."""
+    n_ctx = ctx.shape[0]
+    tokens = clip.tokenize([" ".join(["X"] * n_ctx) + f" {name.replace('_', ' ')}." for name in classnames])
+    x = clip_model.token_embedding(tokens).clone()
+    x[:, 1:1 + n_ctx] = ctx
+    x = clip_model.transformer((x + clip_model.positional_embedding).permute(1, 0, 2)).permute(1, 0, 2)
+    text = clip_model.ln_final(x)[torch.arange(len(classnames)), tokens.argmax(dim=-1)] @ clip_model.text_projection
+    image = clip_model.encode_image(images)
+    return clip_model.logit_scale.exp() * F.normalize(image, dim=-1) @ F.normalize(text, dim=-1).t()
+
+
 def test_coop_trains_on_a_resnet_backbone(tmp_path, caltech_root, tiny_rn_clip_path):
+    """On a ResNet CLIP, training moves the context, and the logits are those of CoOp written out on CLIP's
+    own modules with that context."""
+    from vlprompt.clip_loader import load_clip
+
     out = tmp_path / "rn"
-    run_train(train_argv("CoOp", "CoOp/rn50_ep50.yaml", caltech_root, out, tiny_rn_clip_path, "DATASET.NUM_SHOTS", 2,
-                         epochs=1))
-    assert read_result(out)["backbone"] == str(tiny_rn_clip_path)
+    trainer = run_train(train_argv("CoOp", "CoOp/rn50_ep50.yaml", caltech_root, out, tiny_rn_clip_path,
+                                   "DATASET.NUM_SHOTS", 2, "OPTIM.LR", 0.1, "OPTIM.WARMUP_EPOCH", 0, epochs=1,
+                                   flags=["--no-train"]))
+    assert not trainer.model.image_encoder.is_vit
+    initial = trainer.model.prompt_learner.ctx.detach().clone()
+    trainer.train()
+    ctx = trainer.model.prompt_learner.ctx.detach()
+    assert (ctx - initial).abs().max() > 1e-4  # it trained
+    images = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    trainer.model.eval()
+    with torch.no_grad():
+        ours = trainer.model(images)
+    clip_model = load_clip(str(tiny_rn_clip_path)).float().eval()
+    expected = plain_coop_logits(clip_model, trainer.dm.dataset.classnames, ctx, images)
+    torch.testing.assert_close(ours, expected, rtol=1e-4, atol=1e-4)
+    assert expected.std(dim=1).min() > 1e-3  # the classes get different logits, so the comparison can fail
+    result = read_result(out)
+    assert result["backbone"] == str(tiny_rn_clip_path) and result["epochs_trained"] == 1
 
 
 def test_seed_zero_is_honoured(tmp_path, caltech_root, tiny_clip_path, capsys):

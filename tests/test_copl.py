@@ -1,28 +1,32 @@
 """CoPL (trainers/copl.py) on the tiny CLIP: the equations of the reconstruction, the uniform-attention
-limit (a CoCoOp-like model), batched text encoding against a per-image loop, every option combination,
-option errors, and learning an easy synthetic task."""
+limit (a CoCoOp-like model), the relevance weights of the prompts (a prompt no patch matches weighs less),
+batched text encoding against a per-image loop, every option combination, option errors, and learning an
+easy synthetic task."""
 import itertools
 import math
+import os
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from trainers.cocoop import PromptLearner as CoCoOpPromptLearner
-from trainers.copl import COMBINES, PATCH_FEATURES, SCORES, CoPLCLIP
+from trainers.copl import COMBINES, PATCH_FEATURES, SCORES, WEIGHTINGS, CoPLCLIP, PromptLearner
 from vlprompt.config import build_config
 from vlprompt.engine import build_trainer
 from vlprompt.testing.fake_data import class_colour
 
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLASSNAMES = ["accordion", "anchor", "barrel"]
 N_PATCHES = 16  # 32 px images, patch 8
 
 
 
 def build(clip_model, patch_features="after_proj", score="scaled_dot", combine="add", ctx_init="a photo of a",
-          n_ctx=4, classnames=CLASSNAMES, prompt_batch=8192, seed=0):
+          n_ctx=4, classnames=CLASSNAMES, prompt_batch=8192, seed=0, weighting="none"):
     torch.manual_seed(seed)
-    return CoPLCLIP(clip_model, classnames, n_ctx, ctx_init, patch_features, score, combine, prompt_batch)
+    return CoPLCLIP(clip_model, classnames, n_ctx, ctx_init, patch_features, score, combine, prompt_batch,
+                    weighting=weighting)
 
 
 def images(n, seed=1):
@@ -165,6 +169,83 @@ def test_patch_features_before_and_after_proj(tiny_clip):
     assert before.prompt_learner.ctx.shape == (4, 64)
 
 
+# ------------------------------------------------------------------------------- prompt weighting
+def test_relevance_weights_by_hand():
+    scores = torch.tensor([[[0.0, 0.0, 0.0], [5.0, -1.0, 0.0], [-2.0, -2.0, -2.0]]])  # 3 tokens, 3 patches
+    relevance = torch.tensor([0.0, math.log((math.exp(5) + math.exp(-1) + 1) / 3), -2.0])
+    expected = 3 * torch.softmax(relevance, dim=0)
+    torch.testing.assert_close(PromptLearner.relevance_weights(scores)[0], expected, rtol=1e-6, atol=1e-7)
+
+
+@torch.no_grad()
+def test_a_prompt_irrelevant_to_every_patch_gets_less_weight_than_a_relevant_one(tiny_clip):
+    """The Meta-Net is set so that every patch token pi_j lies in the span of the first 8 text dimensions
+    (and differs from patch to patch). Context token 0 points along the mean patch token: relevant to the
+    patches. Token 1 lives in the other dimensions: orthogonal to every pi_j, so all its scores are 0."""
+    model = build(tiny_clip, n_ctx=2, ctx_init="", weighting="relevance")
+    learner = model.prompt_learner
+    g = torch.Generator().manual_seed(3)
+    width = learner.ctx.shape[-1]
+    net = learner.meta_net
+    net.linear1.weight.copy_(torch.randn(net.linear1.weight.shape, generator=g))
+    w2 = torch.zeros(net.linear2.weight.shape)
+    w2[:8] = torch.randn(8, w2.shape[1], generator=g)
+    net.linear2.weight.copy_(w2)
+    net.linear2.bias.zero_()
+    net.linear2.bias[:8] = torch.randn(8, generator=g)
+    _, patches = model.encode_image(images(2))
+    z = F.normalize(patches, dim=-1)
+    pi = learner.patch_tokens(z)
+    assert pi[..., 8:].abs().max() == 0 and pi.std(dim=1).max() > 1e-2  # in the subspace, varying over patches
+    relevant = pi.mean(dim=(0, 1))
+    irrelevant = torch.zeros(width)
+    irrelevant[8:] = torch.randn(width - 8, generator=g)
+    irrelevant *= relevant.norm() / irrelevant.norm()  # same length: only the direction differs
+    learner.ctx.copy_(torch.stack([relevant, irrelevant]))
+
+    context, alpha, weights = learner.dynamic_tokens(z)
+    scores = learner.scores(z, pi)
+    assert scores[:, 1].abs().max() < 1e-6 and (scores[:, 0].mean(dim=-1) > 0).all()
+    assert (weights[:, 0] > 1).all() and (weights[:, 1] < 1).all() and (weights[:, 0] > weights[:, 1]).all()
+    torch.testing.assert_close(weights.sum(dim=-1), torch.full((2,), 2.0))
+    # v_m(x) = v_m + w_m c_m, with c_m the alignment-weighted patch tokens
+    c = torch.einsum("bmn,bnd->bmd", alpha, pi)
+    torch.testing.assert_close(context, learner.ctx + weights.unsqueeze(-1) * c, rtol=1e-5, atol=1e-6)
+
+    # Without weighting (the default) the same inputs give every token weight 1: v_m + c_m.
+    learner.weighting = "none"
+    unweighted, _, ones = learner.dynamic_tokens(z)
+    assert torch.equal(ones, torch.ones(2, 2))
+    torch.testing.assert_close(unweighted, learner.ctx + c, rtol=1e-5, atol=1e-6)
+
+
+@torch.no_grad()
+def test_equal_relevance_gives_the_unweighted_model(tiny_clip):
+    """SCORE general starts with W_a = 0: every token's scores are 0, so the weights are all 1 and the
+    relevance-weighted model starts exactly where the unweighted one does."""
+    x = images(3)
+    weighted = build(tiny_clip, score="general", weighting="relevance")
+    plain = build(tiny_clip, score="general")
+    assert torch.equal(weighted(x), plain(x))
+    _, patches = weighted.encode_image(x)
+    assert torch.equal(weighted.prompt_learner.dynamic_tokens(F.normalize(patches, dim=-1))[2], torch.ones(3, 4))
+
+
+def test_weighting_is_a_trainer_option(tmp_path, caltech_root, tiny_clip_path):
+    from helpers import fast_opts
+
+    assert build_config().TRAINER.COPL.WEIGHTING == "none"
+    cfg = build_config(os.path.join(REPO_ROOT, "configs/datasets/caltech101.yaml"),
+                       os.path.join(REPO_ROOT, "configs/trainers/CoPL/vit_b16_c4_ep10_batch1_ctxv1.yaml"),
+                       opts=["TRAINER.NAME", "CoPL", "TRAINER.COPL.WEIGHTING", "relevance", "DATASET.ROOT", caltech_root,
+                             "OUTPUT_DIR", str(tmp_path), "DATASET.NUM_SHOTS", "1", *fast_opts(tiny_clip_path)])
+    trainer = build_trainer(cfg)
+    assert trainer.model.prompt_learner.weighting == "relevance"
+    # No new tensors: checkpoints are the same with either weighting.
+    assert set(trainer.model.prompt_learner.state_dict()) == {"ctx", "meta_net.linear1.weight", "meta_net.linear1.bias",
+                                                             "meta_net.linear2.weight", "meta_net.linear2.bias"}
+
+
 # ----------------------------------------------------------------------------- batched text encoding
 @torch.no_grad()
 @pytest.mark.parametrize("options", [("after_proj", "scaled_dot", "add"), ("before_proj", "general", "tanh")])
@@ -202,9 +283,10 @@ def test_batched_logits_equal_a_per_image_loop(tiny_clip, options, monkeypatch):
 
 
 # ------------------------------------------------------------------------------------------ options
+@pytest.mark.parametrize("weighting", WEIGHTINGS)
 @pytest.mark.parametrize("patch_features,score,combine", list(itertools.product(PATCH_FEATURES, SCORES, COMBINES)))
-def test_every_option_combination_runs_forward_and_backward(tiny_clip, patch_features, score, combine):
-    model = build(tiny_clip, patch_features, score, combine)
+def test_every_option_combination_runs_forward_and_backward(tiny_clip, patch_features, score, combine, weighting):
+    model = build(tiny_clip, patch_features, score, combine, weighting=weighting)
     learner = model.prompt_learner
     names = [n for n, _ in learner.named_parameters()]
     assert ("align.weight" in names) == (score == "general")
@@ -228,10 +310,11 @@ def test_half_precision_towers_keep_the_prompt_learner_in_their_dtype(tiny_clip_
     assert logits.dtype == torch.float16 and torch.isfinite(logits).all()
 
 
-@pytest.mark.parametrize("key,value", [("PATCH_FEATURES", "cls"), ("SCORE", "cosine"), ("COMBINE", "mul")])
+@pytest.mark.parametrize("key,value", [("PATCH_FEATURES", "cls"), ("SCORE", "cosine"), ("COMBINE", "mul"),
+                                       ("WEIGHTING", "max")])
 def test_unknown_option_values_fail_naming_the_key_and_the_choices(key, value):
     cfg = build_config(overrides={"TRAINER.NAME": "CoPL", f"TRAINER.COPL.{key}": value})
-    allowed = {"PATCH_FEATURES": PATCH_FEATURES, "SCORE": SCORES, "COMBINE": COMBINES}[key]
+    allowed = {"PATCH_FEATURES": PATCH_FEATURES, "SCORE": SCORES, "COMBINE": COMBINES, "WEIGHTING": WEIGHTINGS}[key]
     with pytest.raises(ValueError, match=f"TRAINER.COPL.{key} must be one of") as error:
         build_trainer(cfg)
     assert all(choice in str(error.value) for choice in allowed) and repr(value) in str(error.value)

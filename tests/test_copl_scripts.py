@@ -26,7 +26,7 @@ def test_copl_base2new_train_then_test(tmp_path, caltech_root, tiny_clip_path):
                                              "meta_net.linear2.weight", "meta_net.linear2.bias"}
     log = (train_dir / "log.txt").read_text()
     assert "Finish training" in log and "* accuracy:" in log
-    assert "patch features into a 48-d Meta-Net, score scaled_dot, combine add" in log
+    assert "patch features into a 48-d Meta-Net, score scaled_dot, weighting none, combine add" in log
 
     run_script("copl/base2new_test.sh", "caltech101", 1, *opts, data=caltech_root, output=out)
     new = read_result(out / "base2new/test_new/caltech101/shots_16/CoPL" / CFG / "seed1")
@@ -53,7 +53,8 @@ def test_copl_cross_dataset_and_few_shot_scripts(tmp_path, caltech_root, tiny_cl
     source = read_result(source_dir)
     assert source["num_classes"] == 10 and source["shots"] == 2 and source["subsample"] == "all"
     assert {"align.weight", "combine.weight", "combine.bias"} <= checkpoint_keys(source_dir, 1)
-    assert "patch features into a 128-d Meta-Net, score general, combine tanh" in (source_dir / "log.txt").read_text()
+    assert "patch features into a 128-d Meta-Net, score general, weighting none, combine tanh" in (
+        source_dir / "log.txt").read_text()
 
     trained = run_script("copl/xd_train.sh", 1, *opts, data=caltech_root, output=out, env=env)
     assert f"The results exist at {source_dir} (so skip this job)" in trained.stdout

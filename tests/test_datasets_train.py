@@ -55,7 +55,7 @@ def test_oxford_pets_base_classes(tmp_path, tiny_clip_path):
     assert result["num_test_images"] == 3 * 3  # 3 test images for each of the 3 base breeds
 
 
-def test_test_only_variant_zero_shot_eval(tmp_path, tiny_clip_path):
+def test_test_only_variant_zero_shot_eval(tmp_path, tiny_clip_path, tiny_clip):
     spec = make_dataset("ImageNetA", tmp_path / "data")
     out = tmp_path / "out"
     trainer = run_train(["--root", spec.root, "--trainer", "ZeroshotCLIP", "--eval-only",
@@ -65,7 +65,25 @@ def test_test_only_variant_zero_shot_eval(tmp_path, tiny_clip_path):
     assert trainer.dm.dataset.classnames == spec.classnames  # the variant's own classes, shots ignored
     result = read_result(out)
     assert result["mode"] == "eval-only" and result["num_classes"] == 4
-    assert result["num_test_images"] == len(spec.expected["test"]) and 0 <= result["metrics"]["accuracy"] <= 100
+    assert result["num_test_images"] == len(spec.expected["test"])
+    # The accuracy is zero-shot CLIP's, computed here on CLIP's own encoders: "a photo of a {}." (CoOp's
+    # ImageNet-A template) against the test images with the test-time transform.
+    import torch
+    import torch.nn.functional as F
+    from vlprompt.clip_loader import tokenize
+    from vlprompt.engine import build_data_loader, build_transform
+
+    loader = build_data_loader(trainer.cfg, "SequentialSampler", data_source=trainer.dm.dataset.test, batch_size=100,
+                               tfm=build_transform(trainer.cfg, is_train=False), is_train=False)
+    with torch.no_grad():
+        text = F.normalize(tiny_clip.encode_text(tokenize([f"a photo of a {c}." for c in spec.classnames])), dim=-1)
+        correct = total = 0
+        for batch in loader:
+            image = F.normalize(tiny_clip.encode_image(batch["img"]), dim=-1)
+            correct += int(((image @ text.t()).argmax(dim=-1) == batch["label"]).sum())
+            total += len(batch["label"])
+    assert total == len(spec.expected["test"])
+    assert result["metrics"]["accuracy"] == 100.0 * correct / total
 
 
 def test_custom_dataset_worked_example(tmp_path, tiny_clip_path):

@@ -185,3 +185,36 @@ def test_maple_hidden_states_hold_the_prompts_before_each_block(tiny_clip, image
         # From block `depth` on nothing is injected: the previous block's outputs are carried forward.
         last = learner.compound_prompts_text[-1]
         assert (text_seen[depth][1:1 + n] - last.unsqueeze(1)).abs().max() > 1e-3
+
+
+def test_text_tower_refuses_deep_prompts_longer_than_the_context_slots(tiny_clip):
+    """As the vision tower refuses deep prompts that do not match its input prompts, the text tower refuses
+    deep prompts longer than the context they replace: they would overwrite class-name tokens."""
+    from vlprompt.prompted_clip import PromptedTextEncoder
+    from vlprompt.prompts import ClassPrompts
+
+    tower = PromptedTextEncoder(tiny_clip)
+    n = 2
+    class_prompts = ClassPrompts(tower, CLASSNAMES, "a photo of a", n)
+    g = torch.Generator().manual_seed(0)
+    ctx = torch.randn(n, 64, generator=g)
+    prompts, eot = class_prompts(ctx), class_prompts.eot_indices
+    fitting = [None, None, None, torch.randn(n, 64, generator=g)]
+    too_long = [None, None, None, torch.randn(n + 1, 64, generator=g)]
+
+    texts = [f"a photo of a {name.replace('_', ' ')}." for name in CLASSNAMES]
+    with torch.no_grad():  # deep prompts of the context's length replace exactly the context
+        torch.testing.assert_close(tower(prompts, eot, fitting, n_ctx=n),
+                                   reference_text_features(tiny_clip, texts, ctx, {3: fitting[3]}),
+                                   rtol=1e-4, atol=1e-5)
+        with pytest.raises(ValueError, match=r"deep text prompts at layer 3 have 3 tokens; the prompts have 2 "
+                                             r"context slots after SOT"):
+            tower(prompts, eot, too_long, n_ctx=n)
+        # Per-sequence deep prompts [N, n, width] are measured the same way.
+        with pytest.raises(ValueError, match="layer 3 have 3 tokens; the prompts have 2 context slots"):
+            tower(prompts, eot, [None, None, None, too_long[3].expand(len(CLASSNAMES), -1, -1)], n_ctx=n)
+        # Without n_ctx the tower still refuses a deep prompt that would reach the sequences' last (EOT) token.
+        length = prompts.shape[1]
+        tower(prompts, eot, [None, torch.zeros(length - 2, 64)])
+        with pytest.raises(ValueError, match=f"layer 1 have {length - 1} tokens; the prompts have {length - 2} "):
+            tower(prompts, eot, [None, torch.zeros(length - 1, 64)])

@@ -2,11 +2,10 @@
 Vision-Language Understanding", AAAI 2024), as a RECONSTRUCTION.
 
 The authors' code is not public and their method section could not be read. The idea is the
-paper's: prompts are aligned to local (patch) image features and weighted by how relevant they are
-to them. CoCoOp, which CoPL extends, adds one image token to every prompt token alike. The equations
-below are the reconstruction of reference/metaprompt_copl.md §2.2, and every one of them is an
-assumption. The choices that §2.5 leaves open are the TRAINER.COPL.* keys, and their defaults give
-the reconstruction (docs/COPL.md).
+paper's abstract (arXiv 2307.00910): prompts are aligned to local (patch) image features and weighted
+by how relevant those features are to them. CoCoOp, which CoPL extends, adds one image token to every
+prompt token alike. Every equation below is an assumption; the choices left open are the
+TRAINER.COPL.* keys, and docs/COPL.md says which is assumed where.
 
 Local features (PATCH_FEATURES). The frozen ViT's last-layer patch tokens, j = 1..N, L2-normalised:
     z_j = ln_post(x_j) @ proj         "after_proj" (default; CLIP's embedding width, like the global g)
@@ -22,6 +21,14 @@ Alignment (SCORE). Each of the M learnable context vectors v_m attends over the 
     s_mj = v_m^T W_a z_j              "general" (Luong; W_a is learnable and starts at 0)
     alpha_m = softmax_j(s_m)          the alignment vector of token m, a distribution over the patches
     c_m = sum_j alpha_mj pi_j         its context vector
+
+Prompt weights (WEIGHTING). The paper weights each prompt by the relevance of the local features to it:
+    w_m = 1                                               "none" (default: every prompt weighted alike)
+    r_m = log( (1/N) sum_j exp(s_mj) )                    "relevance": a soft maximum of token m's scores
+    w_m = M * softmax_m(r_m)                              over the patches, normalised across the tokens
+A token that some patch matches gets a larger weight than one that no patch matches; the weights
+average 1, so equal relevance (e.g. "general" at its zero start) gives the unweighted model. The
+weight scales the token's context vector: c_m <- w_m c_m.
 
 Dynamic prompt tokens (COMBINE):
     v_m(x) = v_m + c_m                "add" (default)
@@ -58,8 +65,10 @@ from vlprompt.trainer import PromptTrainer
 PATCH_FEATURES = ("after_proj", "before_proj")
 SCORES = ("scaled_dot", "dot", "general")
 COMBINES = ("add", "concat", "tanh")
-OPTIONS = {"PATCH_FEATURES": PATCH_FEATURES, "SCORE": SCORES, "COMBINE": COMBINES}
-DEFAULTS = {"PATCH_FEATURES": "after_proj", "SCORE": "scaled_dot", "COMBINE": "add", "PROMPT_BATCH": 8192}
+WEIGHTINGS = ("none", "relevance")
+OPTIONS = {"PATCH_FEATURES": PATCH_FEATURES, "SCORE": SCORES, "COMBINE": COMBINES, "WEIGHTING": WEIGHTINGS}
+DEFAULTS = {"PATCH_FEATURES": "after_proj", "SCORE": "scaled_dot", "COMBINE": "add", "WEIGHTING": "none",
+            "PROMPT_BATCH": 8192}
 
 
 def check_choice(name, value, allowed):
@@ -69,19 +78,22 @@ def check_choice(name, value, allowed):
 
 class PromptLearner(nn.Module):
     """The context vectors v_m, the per-patch Meta-Net h, the alignment (W_a for "general"), the
-    combination (W_c for "concat"/"tanh") and the class prompts the dynamic tokens fill."""
+    prompt weights, the combination (W_c for "concat"/"tanh") and the class prompts the dynamic tokens fill."""
 
     def __init__(self, text_encoder, classnames, patch_dim, n_ctx=16, ctx_init="", score="scaled_dot",
-                 combine="add"):
+                 combine="add", weighting="none"):
         super().__init__()
         check_choice("score", score, SCORES)
         check_choice("combine", combine, COMBINES)
+        check_choice("weighting", weighting, WEIGHTINGS)
         dtype = text_encoder.dtype
         width = text_encoder.width
         ctx_vectors, n_ctx, prompt_prefix = learnable_context(text_encoder, n_ctx, ctx_init)
-        print(f"CoPL: patch features into a {patch_dim}-d Meta-Net, score {score}, combine {combine}")
+        print(f"CoPL: patch features into a {patch_dim}-d Meta-Net, score {score}, weighting {weighting}, "
+              f"combine {combine}")
         self.score_kind = score
         self.combine_kind = combine
+        self.weighting = weighting
         self.ctx = nn.Parameter(ctx_vectors)
         self.meta_net = meta_net(patch_dim, width, dtype)
         if score == "general":
@@ -118,22 +130,40 @@ class PromptLearner(nn.Module):
         """alpha_m = softmax_j(s_m). The softmax runs in float32, so half precision keeps 196 patches stable."""
         return scores.float().softmax(dim=-1).to(scores.dtype)
 
-    def conditioned_context(self, patch_features):
-        """Dynamic prompt tokens v_m(x) [B, M, D] and the alignment vectors alpha [B, M, N] for the
+    @staticmethod
+    def relevance_weights(scores):
+        """w_m = M softmax_m(log mean_j exp(s_mj)) for scores [B, M, N] -> [B, M] (mean 1), in float32."""
+        scores = scores.float()
+        relevance = torch.logsumexp(scores, dim=-1) - math.log(scores.shape[-1])
+        return relevance.softmax(dim=-1) * scores.shape[1]
+
+    def dynamic_tokens(self, patch_features):
+        """(v_m(x) [B, M, D], alignment vectors alpha [B, M, N], prompt weights w [B, M]) for the
         (L2-normalised) patch features z [B, N, d] of each image."""
         tokens = self.patch_tokens(patch_features)
-        alpha = self.alignment(self.scores(patch_features, tokens))
+        scores = self.scores(patch_features, tokens)
+        alpha = self.alignment(scores)
         context = torch.einsum("bmn,bnd->bmd", alpha.to(tokens.dtype), tokens)  # c_m
+        if self.weighting == "relevance":
+            weights = self.relevance_weights(scores)
+            context = context * weights.unsqueeze(-1).to(context.dtype)  # w_m c_m
+        else:
+            weights = torch.ones(scores.shape[:2], dtype=torch.float32, device=scores.device)
         ctx = self.ctx.unsqueeze(0).expand_as(context)
         if self.combine_kind == "add":
-            return ctx + context, alpha
+            return ctx + context, alpha, weights
         mixed = self.combine(torch.cat([ctx, context], dim=-1))
-        return (torch.tanh(mixed) if self.combine_kind == "tanh" else mixed), alpha
+        return (torch.tanh(mixed) if self.combine_kind == "tanh" else mixed), alpha, weights
+
+    def conditioned_context(self, patch_features):
+        """Dynamic prompt tokens v_m(x) [B, M, D] and the alignment vectors alpha [B, M, N]."""
+        context, alpha, _ = self.dynamic_tokens(patch_features)
+        return context, alpha
 
 
 class CoPLCLIP(PromptedCLIP):
     def __init__(self, clip_model, classnames, n_ctx=16, ctx_init="", patch_features="after_proj",
-                 score="scaled_dot", combine="add", prompt_batch=8192):
+                 score="scaled_dot", combine="add", prompt_batch=8192, weighting="none"):
         super().__init__(clip_model)
         check_choice("patch_features", patch_features, PATCH_FEATURES)
         if not self.image_encoder.is_vit:
@@ -141,7 +171,8 @@ class CoPLCLIP(PromptedCLIP):
                              "image encoder (use e.g. ViT-B/16)")
         self.patch_features = patch_features
         patch_dim = self.image_encoder.output_dim if patch_features == "after_proj" else self.image_encoder.width
-        self.prompt_learner = PromptLearner(self.text_encoder, classnames, patch_dim, n_ctx, ctx_init, score, combine)
+        self.prompt_learner = PromptLearner(self.text_encoder, classnames, patch_dim, n_ctx, ctx_init, score, combine,
+                                            weighting)
         self.prompt_batch = prompt_batch
 
     def encode_image(self, image):
@@ -173,6 +204,7 @@ class CoPL(PromptTrainer):
         set_default(node, "PATCH_FEATURES", DEFAULTS["PATCH_FEATURES"])  # after_proj or before_proj
         set_default(node, "SCORE", DEFAULTS["SCORE"])  # scaled_dot, dot or general
         set_default(node, "COMBINE", DEFAULTS["COMBINE"])  # add, concat or tanh
+        set_default(node, "WEIGHTING", DEFAULTS["WEIGHTING"])  # none or relevance (prompt weights from the patches)
         set_default(node, "PROMPT_BATCH", DEFAULTS["PROMPT_BATCH"])  # max prompt sequences per text-encoder call
 
     def check_cfg(self, cfg):
@@ -185,4 +217,4 @@ class CoPL(PromptTrainer):
         c = self.method_cfg
         option = {key: self.method_option(key, default) for key, default in DEFAULTS.items()}
         return CoPLCLIP(clip_model, classnames, c.N_CTX, c.CTX_INIT, option["PATCH_FEATURES"], option["SCORE"],
-                        option["COMBINE"], option["PROMPT_BATCH"])
+                        option["COMBINE"], option["PROMPT_BATCH"], option["WEIGHTING"])

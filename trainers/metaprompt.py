@@ -165,7 +165,7 @@ class MetaPromptCLIP(PromptedCLIP):
     def prompted_text_features(self, class_idx=None):
         """g(c), normalised, for all classes or the listed ones."""
         prompts, eot, deep = self.prompt_learner.text_prompts(class_idx)
-        return F.normalize(self.text_encoder(prompts, eot, deep), dim=-1)
+        return F.normalize(self.text_encoder(prompts, eot, deep, n_ctx=self.prompt_learner.class_prompts.n_ctx), dim=-1)
 
     @torch.no_grad()
     def frozen_image_features(self, image):

@@ -63,7 +63,8 @@ class VisionLanguagePromptedCLIP(PromptedCLIP):
 
     def static_inputs(self):
         prompts, deep_text, vision_prompts, deep_vision = self.prompt_learner()
-        text_features = self.text_encoder(prompts, self.prompt_learner.eot_indices, deep_text)
+        text_features = self.text_encoder(prompts, self.prompt_learner.eot_indices, deep_text,
+                                          n_ctx=self.prompt_learner.class_prompts.n_ctx)
         return text_features, vision_prompts, deep_vision
 
     def logits(self, image, static):

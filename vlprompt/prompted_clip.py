@@ -108,15 +108,26 @@ class PromptedTextEncoder(nn.Module):
         """Token embeddings of [N, L] ids, in the tower's dtype (as CoOp builds its prompt buffers)."""
         return self.token_embedding(token_ids.to(self.token_embedding.weight.device)).to(self.dtype)
 
-    def forward(self, prompts, eot_indices, deep_prompts=None):
+    def forward(self, prompts, eot_indices, deep_prompts=None, n_ctx=None):
         """prompts [N, L, width] (L <= 77) -> text features [N, output_dim].
 
         eot_indices [N]: position of each sequence's EOT token (where its feature is read).
         deep_prompts: see the module docstring; they replace positions 1..n.
+        n_ctx: the number of context slots after SOT that deep prompts replace (the prompt builders'
+        n_ctx); a longer deep prompt is refused instead of overwriting class-name tokens. Without it, only
+        a deep prompt that would reach the last token (EOT) of the sequence is refused (the bound is read
+        from shapes, so it costs no device synchronisation).
         """
         n_seq, length, _ = prompts.shape
         dtype = self.dtype
         deep = _check_deep(deep_prompts, self.num_layers, "text")
+        slots = length - 2 if n_ctx is None else int(n_ctx)
+        for i, p in enumerate(deep):
+            # Longer deep prompts would silently overwrite class-name tokens (or the EOT token itself).
+            if p is not None and p.shape[-2] > slots:
+                raise ValueError(f"deep text prompts at layer {i} have {p.shape[-2]} tokens; the prompts have "
+                                 f"{slots} context slots after SOT for them to replace (deep prompts replace "
+                                 "the input context and must not overwrite the class name)")
         x = prompts.to(dtype) + self.positional_embedding[:length].to(dtype)
         x = x.permute(1, 0, 2)  # NLD -> LND
         mask = causal_mask(length, dtype, x.device)
