@@ -16,9 +16,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vlprompt.classifier import PromptedCLIP
-from vlprompt.config import ensure_node, set_default
 from vlprompt.engine import TRAINER_REGISTRY
-from vlprompt.prompts import ClassPrompts, encode_per_image_prompts, learnable_context, meta_net
+from vlprompt.prompts import (DEFAULT_PROMPT_BATCH, ClassPrompts, encode_per_image_prompts, learnable_context,
+                              meta_net)
 from vlprompt.trainer import PromptTrainer
 
 
@@ -43,7 +43,7 @@ class PromptLearner(nn.Module):
 
 
 class CoCoOpCLIP(PromptedCLIP):
-    def __init__(self, clip_model, classnames, n_ctx, ctx_init, prompt_batch=8192):
+    def __init__(self, clip_model, classnames, n_ctx, ctx_init, prompt_batch=DEFAULT_PROMPT_BATCH):
         super().__init__(clip_model)
         self.prompt_learner = PromptLearner(self.text_encoder, classnames, self.image_encoder.output_dim,
                                             n_ctx, ctx_init)
@@ -62,14 +62,13 @@ class CoCoOp(PromptTrainer):
     CONFIG_NODE = "COCOOP"
     CHECKPOINT_NAME = "prompt_learner"
 
-    @classmethod
-    def add_config(cls, cfg):
-        node = ensure_node(cfg, cls.CONFIG_NODE)
-        set_default(node, "N_CTX", 16)
-        set_default(node, "CTX_INIT", "")
-        set_default(node, "PREC", "fp16")
-        set_default(node, "PROMPT_BATCH", 8192)  # max prompt sequences per text-encoder call
+    CONFIG_DEFAULTS = {
+        "N_CTX": 16,  # number of context vectors
+        "CTX_INIT": "",  # e.g. "a photo of a" (then the context has one vector per word)
+        "PREC": "fp16",  # fp16, fp32, amp (vlprompt adds bf16)
+        "PROMPT_BATCH": DEFAULT_PROMPT_BATCH,  # vlprompt: max prompt sequences per text-encoder call (speed only)
+    }
 
     def build_custom_model(self, clip_model, classnames):
         c = self.method_cfg
-        return CoCoOpCLIP(clip_model, classnames, c.N_CTX, c.CTX_INIT, self.method_option("PROMPT_BATCH", 8192))
+        return CoCoOpCLIP(clip_model, classnames, c.N_CTX, c.CTX_INIT, self.method_option("PROMPT_BATCH"))

@@ -13,7 +13,6 @@ features are computed once (PromptedCLIP.static_inputs).
 import torch.nn as nn
 
 from vlprompt.classifier import PromptedCLIP, scaled_cosine_logits
-from vlprompt.config import ensure_node, set_default
 from vlprompt.engine import TRAINER_REGISTRY
 from vlprompt.prompts import ClassPrompts, learnable_context
 from vlprompt.trainer import PromptTrainer
@@ -60,14 +59,13 @@ class CoOp(PromptTrainer):
     CONFIG_NODE = "COOP"
     CHECKPOINT_NAME = "prompt_learner"
 
-    @classmethod
-    def add_config(cls, cfg):
-        node = ensure_node(cfg, cls.CONFIG_NODE)
-        set_default(node, "N_CTX", 16)  # number of context vectors
-        set_default(node, "CSC", False)  # class-specific context
-        set_default(node, "CTX_INIT", "")  # e.g. "a photo of a"
-        set_default(node, "PREC", "fp16")  # fp16, fp32, amp (vlprompt adds bf16)
-        set_default(node, "CLASS_TOKEN_POSITION", "end")  # end, middle or front
+    CONFIG_DEFAULTS = {
+        "N_CTX": 16,  # number of context vectors
+        "CSC": False,  # class-specific context
+        "CTX_INIT": "",  # e.g. "a photo of a" (then the context has one vector per word)
+        "PREC": "fp16",  # fp16, fp32, amp (vlprompt adds bf16)
+        "CLASS_TOKEN_POSITION": "end",  # end, middle or front
+    }
 
     def build_custom_model(self, clip_model, classnames):
         c = self.method_cfg

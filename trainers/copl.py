@@ -57,9 +57,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vlprompt.classifier import PromptedCLIP
-from vlprompt.config import ensure_node, set_default
 from vlprompt.engine import TRAINER_REGISTRY
-from vlprompt.prompts import ClassPrompts, encode_per_image_prompts, learnable_context, meta_net
+from vlprompt.prompts import (DEFAULT_PROMPT_BATCH, ClassPrompts, encode_per_image_prompts, learnable_context,
+                              meta_net)
 from vlprompt.trainer import PromptTrainer
 
 PATCH_FEATURES = ("after_proj", "before_proj")
@@ -67,8 +67,6 @@ SCORES = ("scaled_dot", "dot", "general")
 COMBINES = ("add", "concat", "tanh")
 WEIGHTINGS = ("none", "relevance")
 OPTIONS = {"PATCH_FEATURES": PATCH_FEATURES, "SCORE": SCORES, "COMBINE": COMBINES, "WEIGHTING": WEIGHTINGS}
-DEFAULTS = {"PATCH_FEATURES": "after_proj", "SCORE": "scaled_dot", "COMBINE": "add", "WEIGHTING": "none",
-            "PROMPT_BATCH": 8192}
 
 
 def check_choice(name, value, allowed):
@@ -163,7 +161,7 @@ class PromptLearner(nn.Module):
 
 class CoPLCLIP(PromptedCLIP):
     def __init__(self, clip_model, classnames, n_ctx=16, ctx_init="", patch_features="after_proj",
-                 score="scaled_dot", combine="add", prompt_batch=8192, weighting="none"):
+                 score="scaled_dot", combine="add", prompt_batch=DEFAULT_PROMPT_BATCH, weighting="none"):
         super().__init__(clip_model)
         check_choice("patch_features", patch_features, PATCH_FEATURES)
         if not self.image_encoder.is_vit:
@@ -195,26 +193,24 @@ class CoPL(PromptTrainer):
     CONFIG_NODE = "COPL"
     CHECKPOINT_NAME = "prompt_learner"
 
-    @classmethod
-    def add_config(cls, cfg):
-        node = ensure_node(cfg, cls.CONFIG_NODE)
-        set_default(node, "N_CTX", 16)  # as CoCoOp; the protocol configs use 4 with CTX_INIT "a photo of a"
-        set_default(node, "CTX_INIT", "")
-        set_default(node, "PREC", "fp16")
-        set_default(node, "PATCH_FEATURES", DEFAULTS["PATCH_FEATURES"])  # after_proj or before_proj
-        set_default(node, "SCORE", DEFAULTS["SCORE"])  # scaled_dot, dot or general
-        set_default(node, "COMBINE", DEFAULTS["COMBINE"])  # add, concat or tanh
-        set_default(node, "WEIGHTING", DEFAULTS["WEIGHTING"])  # none or relevance (prompt weights from the patches)
-        set_default(node, "PROMPT_BATCH", DEFAULTS["PROMPT_BATCH"])  # max prompt sequences per text-encoder call
+    CONFIG_DEFAULTS = {
+        "N_CTX": 16,  # as CoCoOp; the protocol configs use 4 with CTX_INIT "a photo of a"
+        "CTX_INIT": "",
+        "PREC": "fp16",  # fp16, fp32, amp (vlprompt adds bf16)
+        "PATCH_FEATURES": "after_proj",  # after_proj or before_proj
+        "SCORE": "scaled_dot",  # scaled_dot, dot or general
+        "COMBINE": "add",  # add, concat or tanh
+        "WEIGHTING": "none",  # none or relevance (prompt weights from the patches)
+        "PROMPT_BATCH": DEFAULT_PROMPT_BATCH,  # max prompt sequences per text-encoder call (speed only)
+    }
 
     def check_cfg(self, cfg):
         super().check_cfg(cfg)
-        node = cfg.TRAINER[self.CONFIG_NODE]
         for key, allowed in OPTIONS.items():
-            check_choice(f"TRAINER.{self.CONFIG_NODE}.{key}", node.get(key, DEFAULTS[key]), allowed)
+            check_choice(f"TRAINER.{self.CONFIG_NODE}.{key}", cfg.TRAINER[self.CONFIG_NODE].get(
+                key, self.CONFIG_DEFAULTS[key]), allowed)
 
     def build_custom_model(self, clip_model, classnames):
-        c = self.method_cfg
-        option = {key: self.method_option(key, default) for key, default in DEFAULTS.items()}
-        return CoPLCLIP(clip_model, classnames, c.N_CTX, c.CTX_INIT, option["PATCH_FEATURES"], option["SCORE"],
-                        option["COMBINE"], option["PROMPT_BATCH"], option["WEIGHTING"])
+        c, option = self.method_cfg, self.method_option
+        return CoPLCLIP(clip_model, classnames, c.N_CTX, c.CTX_INIT, option("PATCH_FEATURES"), option("SCORE"),
+                        option("COMBINE"), option("PROMPT_BATCH"), option("WEIGHTING"))

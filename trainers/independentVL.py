@@ -22,7 +22,6 @@ import torch
 import torch.nn as nn
 
 from vlprompt.classifier import VisionLanguagePromptedCLIP
-from vlprompt.config import ensure_node, set_default
 from vlprompt.deep_prompts import (VisionPrompts, check_prompt_depth, clip_constructor_draws, layer_prompts,
                                    per_layer, text_context)
 from vlprompt.engine import TRAINER_REGISTRY
@@ -95,18 +94,17 @@ class IVLP(PromptTrainer):
     CONFIG_NODE = "IVLP"
     CHECKPOINT_NAME = "VLPromptLearner"
 
-    @classmethod
-    def add_config(cls, cfg):
-        node = ensure_node(cfg, cls.CONFIG_NODE)
-        set_default(node, "N_CTX_VISION", 2)
-        set_default(node, "N_CTX_TEXT", 2)
-        set_default(node, "CTX_INIT", "a photo of a")  # language prompts only
-        set_default(node, "PREC", "fp16")
-        set_default(node, "PROMPT_DEPTH_VISION", 9)  # 0: no vision prompts (deep language prompting)
-        set_default(node, "PROMPT_DEPTH_TEXT", 9)
+    CONFIG_DEFAULTS = {
+        "N_CTX_VISION": 2,  # vision prompt tokens per layer
+        "N_CTX_TEXT": 2,  # language prompt tokens per layer
+        "CTX_INIT": "a photo of a",  # language prompts only
+        "PREC": "fp16",  # fp16, fp32, amp (vlprompt adds bf16)
+        "PROMPT_DEPTH_VISION": 9,  # 0: no vision prompts (deep language prompting)
+        "PROMPT_DEPTH_TEXT": 9,
         # vlprompt: the original rounds V, V^i and P^i to float16 where they enter the towers, also under
         # PREC fp32/amp (its `.half()`); False keeps them float32 there (a ~1e-4 relative difference in the logits).
-        set_default(node, "ROUND_PROMPTS_FP16", True)
+        "ROUND_PROMPTS_FP16": True,
+    }
 
     def build_model(self):
         # The original draws its prompts while CLIP is built: keep the generator state from before.
@@ -117,7 +115,7 @@ class IVLP(PromptTrainer):
         c = self.method_cfg
         return IVLPCLIP(clip_model, classnames, c.N_CTX_TEXT, c.N_CTX_VISION, c.CTX_INIT,
                         c.PROMPT_DEPTH_TEXT, c.PROMPT_DEPTH_VISION, getattr(self, "rng_before_clip", None),
-                        bool(self.method_option("ROUND_PROMPTS_FP16", True)))
+                        bool(self.method_option("ROUND_PROMPTS_FP16")))
 
     def adapt_checkpoint_state(self, state_dict):
         if is_full_model_state(state_dict):

@@ -29,7 +29,6 @@ import copy
 import torch.nn as nn
 
 from vlprompt.classifier import VisionLanguagePromptedCLIP
-from vlprompt.config import ensure_node, set_default
 from vlprompt.deep_prompts import check_prompt_depth, text_context
 from vlprompt.engine import TRAINER_REGISTRY
 from vlprompt.original_checkpoints import from_original_state, is_full_model_state
@@ -90,13 +89,12 @@ class MaPLe(PromptTrainer):
     CONFIG_NODE = "MAPLE"
     CHECKPOINT_NAME = "MultiModalPromptLearner"
 
-    @classmethod
-    def add_config(cls, cfg):
-        node = ensure_node(cfg, cls.CONFIG_NODE)
-        set_default(node, "N_CTX", 2)  # context vectors per layer
-        set_default(node, "CTX_INIT", "a photo of a")
-        set_default(node, "PREC", "fp16")  # fp16, fp32, amp (vlprompt adds bf16)
-        set_default(node, "PROMPT_DEPTH", 9)  # layers with prompts, 1 (shallow MaPLe) to the tower's depth
+    CONFIG_DEFAULTS = {
+        "N_CTX": 2,  # context vectors per layer
+        "CTX_INIT": "a photo of a",  # its first N_CTX tokens initialise the context (N_CTX <= 4)
+        "PREC": "fp16",  # fp16, fp32, amp (vlprompt adds bf16)
+        "PROMPT_DEPTH": 9,  # layers with prompts, 1 (shallow MaPLe) to the tower's depth
+    }
 
     def build_custom_model(self, clip_model, classnames):
         c = self.method_cfg

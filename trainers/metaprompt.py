@@ -57,7 +57,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vlprompt.classifier import PromptedCLIP
-from vlprompt.config import ensure_node, set_default
 from vlprompt.engine import TRAINER_REGISTRY, compute_accuracy
 from vlprompt.prompts import ClassPrompts, encode_texts, random_context
 from vlprompt.trainer import PromptTrainer
@@ -260,36 +259,36 @@ class MetaPrompt(PromptTrainer):
     CHECKPOINT_NAME = "model"  # the official checkpoint folder
     SPLIT = None  # Meta_B2N / Meta_DG fix it; MetaPrompt reads TRAINER.META.SPLIT
 
-    @classmethod
-    def add_config(cls, cfg):
-        node = ensure_node(cfg, cls.CONFIG_NODE)
-        set_default(node, "N_CTX", 2)  # text prompt tokens per layer
-        set_default(node, "N_PRO", 2)  # vision prompt tokens per layer
-        set_default(node, "LAYERS", 12)  # prompted layers (input + blocks 1..LAYERS-1)
-        set_default(node, "META_STEP", 0.2)  # beta: outer step = lr * beta * sum of meta gradients
-        set_default(node, "PREC", "fp16")  # fp16, fp32, amp (vlprompt adds bf16)
-        set_default(node, "SPLIT", "class")  # "class" (base-to-new) or "domain" (domain generalization)
-        set_default(node, "META_UPDATE", "released")  # "released" (official code) or "first_order" (clean)
-        set_default(node, "LEGACY_ZERO_GRAD", False)  # torch<2 zero_grad: SGD moves the fixed prompt too
-        set_default(node, "CLASS_SPLITS", 2)  # class groups of the class split
+    CONFIG_DEFAULTS = {
+        "N_CTX": 2,  # text prompt tokens per layer
+        "N_PRO": 2,  # vision prompt tokens per layer
+        "LAYERS": 12,  # prompted layers (input + blocks 1..LAYERS-1)
+        "META_STEP": 0.2,  # beta: outer step = lr * beta * sum of meta gradients
+        "PREC": "fp16",  # fp16, fp32, amp (vlprompt adds bf16)
+        "SPLIT": "class",  # "class" (base-to-new) or "domain" (domain generalization)
+        "META_UPDATE": "released",  # "released" (official code) or "first_order" (clean)
+        "LEGACY_ZERO_GRAD": False,  # torch<2 zero_grad: SGD moves the fixed prompt too
+        "CLASS_SPLITS": 2,  # class groups of the class split
+    }
 
     def check_cfg(self, cfg):
         super().check_cfg(cfg)
         node = cfg.TRAINER[self.CONFIG_NODE]
-        if node.get("SPLIT", "class") not in SPLITS:
+        get = lambda key: node.get(key, self.CONFIG_DEFAULTS[key])  # noqa: E731
+        if get("SPLIT") not in SPLITS:
             raise ValueError(f"TRAINER.META.SPLIT must be one of {SPLITS}, got {node.SPLIT!r}")
-        if node.get("META_UPDATE", "released") not in META_UPDATES:
+        if get("META_UPDATE") not in META_UPDATES:
             raise ValueError(f"TRAINER.META.META_UPDATE must be one of {META_UPDATES}, got {node.META_UPDATE!r}")
-        if int(node.get("CLASS_SPLITS", 2)) < 2:
+        if int(get("CLASS_SPLITS")) < 2:
             raise ValueError(f"TRAINER.META.CLASS_SPLITS must be >= 2, got {node.CLASS_SPLITS}")
 
     @property
     def split(self):
-        return self.SPLIT or self.method_option("SPLIT", "class")
+        return self.SPLIT or self.method_option("SPLIT")
 
     @property
     def released_update(self):
-        return self.method_option("META_UPDATE", "released") == "released"
+        return self.method_option("META_UPDATE") == "released"
 
     def build_data_loader(self):
         super().build_data_loader()
@@ -311,7 +310,7 @@ class MetaPrompt(PromptTrainer):
                 raise ValueError(f"{self.cfg.TRAINER.NAME} with the domain split needs training data from at least 2 "
                                  f"domains; {self.cfg.DATASET.NAME} has {n_domains} (use a DG dataset, or SPLIT class)")
         templates = frozen_classifier_templates(self.cfg.DATASET.NAME)
-        print(f"MetaPrompt: {self.split} split, {self.method_option('META_UPDATE', 'released')} meta update; "
+        print(f"MetaPrompt: {self.split} split, {self.method_option('META_UPDATE')} meta update; "
               f"frozen classifier template(s) {templates}")
         return MetaPromptCLIP(clip_model, classnames, templates, c.N_CTX, c.N_PRO, c.LAYERS)
 
@@ -355,7 +354,7 @@ class MetaPrompt(PromptTrainer):
         loss, or None when no episode could be formed."""
         model, learner = self.model, self.model.prompt_learner
         if self.split == "class":
-            episodes = class_split_episodes(label, model.num_classes, int(self.method_option("CLASS_SPLITS", 2)))
+            episodes = class_split_episodes(label, model.num_classes, int(self.method_option("CLASS_SPLITS")))
             if frozen_image is None:
                 with self.precision.autocast():
                     frozen_image = model.frozen_image_features(image)
@@ -420,7 +419,7 @@ class MetaPrompt(PromptTrainer):
         self.check_finite(loss)
         for p in self.model.prompt_learner.parameters():
             p.grad = None
-        if self.method_option("LEGACY_ZERO_GRAD", False):
+        if self.method_option("LEGACY_ZERO_GRAD"):
             fixed.grad = torch.zeros_like(fixed)  # torch<2 zero_grad(): SGD still applies decay and momentum
         if self.scaler is None:
             loss.backward()

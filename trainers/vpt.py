@@ -20,7 +20,6 @@ import dataclasses
 import torch
 
 from vlprompt.classifier import PromptedCLIP, scaled_cosine_logits
-from vlprompt.config import ensure_node, set_default
 from vlprompt.deep_prompts import VisionPrompts, clip_constructor_draws
 from vlprompt.engine import TRAINER_REGISTRY
 from vlprompt.original_checkpoints import from_original_state, is_full_model_state
@@ -73,23 +72,22 @@ class VPT(PromptTrainer):
     CONFIG_NODE = "VPT"
     CHECKPOINT_NAME = "prompt_learner"
 
-    @classmethod
-    def add_config(cls, cfg):
-        node = ensure_node(cfg, cls.CONFIG_NODE)
-        set_default(node, "N_CTX_VISION", 2)
-        set_default(node, "CTX_INIT", "a photo of a")  # not used (the text prompts are fixed), as in the original
-        set_default(node, "PREC", "fp16")
-        set_default(node, "PROMPT_DEPTH_VISION", 1)
+    CONFIG_DEFAULTS = {
+        "N_CTX_VISION": 2,  # vision prompt tokens per layer
+        "CTX_INIT": "a photo of a",  # not used (the text prompts are fixed), as in the original
+        "PREC": "fp16",  # fp16, fp32, amp (vlprompt adds bf16)
+        "PROMPT_DEPTH_VISION": 1,  # layers with vision prompts
         # vlprompt: the original rounds V and the V^i to float16 where they enter the tower (its `.half()`),
         # whatever PREC says; False keeps them float32 there.
-        set_default(node, "ROUND_PROMPTS_FP16", True)
+        "ROUND_PROMPTS_FP16": True,
         # vlprompt: the original's CLIP loader returns model.float(), so its PREC "fp16" configs (and its
         # published numbers) computed in fp32; False (default) does the same. True: real half precision.
-        set_default(node, "TRUE_FP16", False)
+        "TRUE_FP16": False,
+    }
 
     def build_precision(self):
         precision = super().build_precision()
-        if precision.name == "fp16" and not self.method_option("TRUE_FP16", False):
+        if precision.name == "fp16" and not self.method_option("TRUE_FP16"):
             print("Note: VPT with PREC fp16 computes in fp32, as the original code did (its CLIP loader returns "
                   "model.float()); TRAINER.VPT.TRUE_FP16 True runs real half precision")
             precision = dataclasses.replace(precision, name="fp32", weight_dtype=torch.float32)
@@ -103,7 +101,7 @@ class VPT(PromptTrainer):
     def build_custom_model(self, clip_model, classnames):
         c = self.method_cfg
         return VPTCLIP(clip_model, classnames, c.N_CTX_VISION, c.PROMPT_DEPTH_VISION,
-                       getattr(self, "rng_before_clip", None), bool(self.method_option("ROUND_PROMPTS_FP16", True)))
+                       getattr(self, "rng_before_clip", None), bool(self.method_option("ROUND_PROMPTS_FP16")))
 
     def adapt_checkpoint_state(self, state_dict):
         if is_full_model_state(state_dict):

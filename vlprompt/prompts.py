@@ -183,7 +183,12 @@ def encode_class_templates(text_encoder, classnames, templates, batch_size=1000)
     return F.normalize(total / len(templates), dim=-1)
 
 
-def encode_per_image_prompts(text_encoder, class_prompts, context, max_sequences=8192):
+# Prompt sequences per text-encoder call when every image has its own class prompts (CoCoOp, CoPL): bounds
+# the memory of a batch of per-image prompts; any value gives the same features.
+DEFAULT_PROMPT_BATCH = 8192
+
+
+def encode_per_image_prompts(text_encoder, class_prompts, context, max_sequences=DEFAULT_PROMPT_BATCH):
     """Normalised class text features for each image's own context vectors (CoCoOp, CoPL).
 
     context [B, n_ctx, width] -> [B, n_cls, output_dim]. The B x n_cls prompts are encoded image-major,

@@ -1,7 +1,8 @@
 """`PromptTrainer`: what every CLIP prompt-learning trainer shares, on Dassl's TrainerX.
 
 A method's trainer says only what is specific to it:
-- `CONFIG_NODE` / `add_config(cfg)`: its keys under cfg.TRAINER.<NODE> (collected by train.py);
+- `CONFIG_NODE` / `CONFIG_DEFAULTS`: its keys under cfg.TRAINER.<NODE> and their defaults, stated once
+  (`add_config` adds them; train.py collects every registered trainer's);
 - `build_custom_model(clip_model, classnames)`: the model (a `vlprompt.classifier.PromptedCLIP`)
   with its trainable tensors in `model.prompt_learner`;
 - `compute_loss(image, label)` if the loss is not cross-entropy on the logits;
@@ -28,8 +29,9 @@ from .clip_loader import load_clip
 from .cuda_graphs import GraphedForward
 from .data import image_cache
 from .engine import ENGINE, TrainerX, build_lr_scheduler, build_optimizer, compute_accuracy, load_checkpoint
+from .config import ensure_node, set_default
 from .engine import load_pretrained_weights
-from .errors import MissingFileError, UserError
+from .errors import ConfigValueError, MissingFileError, UserError
 from .fileio import atomic_write, torch_save_atomic, write_json_atomic
 from .precision import PRECISIONS, apply_to_clip, resolve_precision
 from .resume import capture_rng_state, checkpoint_epochs, kill_point, restore_rng_state
@@ -66,13 +68,21 @@ class ResultKeepingEvaluator:
 
 class PromptTrainer(TrainerX):
     CONFIG_NODE = None  # cfg.TRAINER.<CONFIG_NODE> holds the method's keys
+    # The method's keys under cfg.TRAINER.<CONFIG_NODE> and their defaults, stated once: add_config adds them
+    # to a config, method_option falls back on them. The originals' keys keep their names and values.
+    CONFIG_DEFAULTS = {}
     CHECKPOINT_NAME = "prompt_learner"  # folder of the checkpoints in the output dir (the originals' name)
     HAS_TRAINABLE_PROMPTS = True  # False: nothing to train or load (zero-shot CLIP)
 
     # ------------------------------------------------------------------------------ method hooks
     @classmethod
     def add_config(cls, cfg):
-        """Add the method's config keys and defaults (only those not present yet)."""
+        """Add CONFIG_DEFAULTS under cfg.TRAINER.<CONFIG_NODE> (only the keys not present yet)."""
+        if cls.CONFIG_NODE is None:
+            return
+        node = ensure_node(cfg, cls.CONFIG_NODE)
+        for key, value in cls.CONFIG_DEFAULTS.items():
+            set_default(node, key, value)
 
     def build_custom_model(self, clip_model, classnames):
         raise NotImplementedError
@@ -111,9 +121,9 @@ class PromptTrainer(TrainerX):
     def method_cfg(self):
         return self.cfg.TRAINER[self.CONFIG_NODE]
 
-    def method_option(self, key, default):
-        """A method key that a Dassl codebase's own train.py may not define (vlprompt additions)."""
-        return self.method_cfg.get(key, default)
+    def method_option(self, key):
+        """A method key; its CONFIG_DEFAULTS value where a Dassl codebase's own train.py did not add it."""
+        return self.method_cfg.get(key, self.CONFIG_DEFAULTS[key])
 
     def check_cfg(self, cfg):
         if self.CONFIG_NODE is None:
@@ -122,9 +132,10 @@ class PromptTrainer(TrainerX):
             raise KeyError(
                 f"cfg.TRAINER.{self.CONFIG_NODE} is missing: add the trainers' config keys before merging config "
                 "files (vlprompt.config.extend_cfg(cfg) does it; train.py calls it).")
-        prec = cfg.TRAINER[self.CONFIG_NODE].get("PREC", "fp16")
+        prec = cfg.TRAINER[self.CONFIG_NODE].get("PREC", self.CONFIG_DEFAULTS["PREC"])
         if prec not in PRECISIONS:
-            raise ValueError(f"TRAINER.{self.CONFIG_NODE}.PREC must be one of {PRECISIONS}, got {prec!r}")
+            raise ConfigValueError(f"TRAINER.{self.CONFIG_NODE}.PREC {prec!r} is not allowed: expected one of "
+                                   f"{', '.join(PRECISIONS)}")
 
     def build_data_loader(self):
         super().build_data_loader()
@@ -132,7 +143,7 @@ class PromptTrainer(TrainerX):
 
     def build_precision(self):
         """The Precision for PREC (a trainer may adjust it, e.g. VPT's fp16 that the original ran in fp32)."""
-        prec = self.method_cfg.get("PREC", "fp16") if self.CONFIG_NODE else "fp16"
+        prec = self.method_option("PREC") if self.CONFIG_NODE else "fp16"
         return resolve_precision(prec, self.device)
 
     def build_model(self):
