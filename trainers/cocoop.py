@@ -11,11 +11,10 @@ The original runs the text encoder once per image in a Python loop. Here the pro
 images are encoded together, image-major, in chunks of at most TRAINER.COCOOP.PROMPT_BATCH sequences
 (a vlprompt addition that bounds memory; the result is the same as the loop).
 """
-import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vlprompt.classifier import PromptedCLIP
+from vlprompt.classifier import PromptedCLIP, per_image_scaled_logits
 from vlprompt.engine import TRAINER_REGISTRY
 from vlprompt.prompts import (DEFAULT_PROMPT_BATCH, ClassPrompts, encode_per_image_prompts, learnable_context,
                               meta_net)
@@ -54,7 +53,7 @@ class CoCoOpCLIP(PromptedCLIP):
         context = self.prompt_learner.conditioned_context(image_features)
         text_features = encode_per_image_prompts(self.text_encoder, self.prompt_learner.class_prompts, context,
                                                  self.prompt_batch)
-        return self.logit_scale.exp() * torch.einsum("be,bke->bk", image_features, text_features.to(image_features.dtype))
+        return per_image_scaled_logits(image_features, text_features, self.logit_scale)
 
 
 @TRAINER_REGISTRY.register()

@@ -56,7 +56,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vlprompt.classifier import PromptedCLIP
+from vlprompt.classifier import PromptedCLIP, per_image_scaled_logits
 from vlprompt.engine import TRAINER_REGISTRY
 from vlprompt.prompts import (DEFAULT_PROMPT_BATCH, ClassPrompts, encode_per_image_prompts, learnable_context,
                               meta_net)
@@ -184,8 +184,7 @@ class CoPLCLIP(PromptedCLIP):
         context, _ = self.prompt_learner.conditioned_context(F.normalize(patch_features, dim=-1))
         text_features = encode_per_image_prompts(self.text_encoder, self.prompt_learner.class_prompts, context,
                                                  self.prompt_batch)
-        return self.logit_scale.exp() * torch.einsum("be,bke->bk", global_features,
-                                                     text_features.to(global_features.dtype))
+        return per_image_scaled_logits(global_features, text_features, self.logit_scale)
 
 
 @TRAINER_REGISTRY.register()

@@ -56,7 +56,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vlprompt.classifier import PromptedCLIP
+from vlprompt.classifier import PromptedCLIP, scaled_logits
 from vlprompt.engine import TRAINER_REGISTRY, compute_accuracy
 from vlprompt.prompts import ClassPrompts, encode_texts, random_context
 from vlprompt.trainer import PromptTrainer
@@ -149,7 +149,7 @@ class MetaPromptCLIP(PromptedCLIP):
         return len(self.classnames)
 
     def scaled(self, image_features, text_features):
-        return self.logit_scale.exp() * image_features @ text_features.t()
+        return scaled_logits(image_features, text_features, self.logit_scale)
 
     def frozen_text_features(self):
         """g*(c), normalised, [C, dim]: fixed, so encoded once (on first use, on the model's device)."""

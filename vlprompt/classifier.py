@@ -15,11 +15,20 @@ import torch.nn.functional as F
 from .prompted_clip import PromptedTextEncoder, PromptedVisionEncoder
 
 
-def scaled_cosine_logits(image_features, text_features, logit_scale):
-    """exp(logit_scale) * normalised image features @ normalised text features^T (CLIP's logits)."""
-    image_features = F.normalize(image_features, dim=-1)
-    text_features = F.normalize(text_features, dim=-1)
+def scaled_logits(image_features, text_features, logit_scale):
+    """CLIP's logits from L2-normalised features: exp(logit_scale) * image [B, E] @ text [K, E]^T."""
     return logit_scale.exp() * image_features @ text_features.t()
+
+
+def scaled_cosine_logits(image_features, text_features, logit_scale):
+    """CLIP's logits: the features normalised, then `scaled_logits`."""
+    return scaled_logits(F.normalize(image_features, dim=-1), F.normalize(text_features, dim=-1), logit_scale)
+
+
+def per_image_scaled_logits(image_features, text_features, logit_scale):
+    """CLIP's logits when every image has its own class features (CoCoOp, CoPL): normalised image
+    [B, E] and text [B, K, E] features -> [B, K]."""
+    return logit_scale.exp() * torch.einsum("be,bke->bk", image_features, text_features.to(image_features.dtype))
 
 
 class PromptedCLIP(nn.Module):
