@@ -21,7 +21,7 @@ from helpers import REPO_ROOT, fast_opts, read_result, run_script
 COOP = ["--trainer", "CoOp", "--config-file", os.path.join(REPO_ROOT, "configs/trainers/CoOp/vit_b16_ep50.yaml")]
 
 
-VALUE_FLAGS = {"--model-dir", "--load-epoch", "--seed", "--trainer", "--resume"}
+VALUE_FLAGS = {"--model-dir", "--load-epoch", "--seed", "--trainer", "--resume", "--config-file"}
 
 
 def argv(root, out, clip, *extra, epochs=2, seed=1, dataset="caltech101"):
@@ -36,7 +36,8 @@ def argv(root, out, clip, *extra, epochs=2, seed=1, dataset="caltech101"):
     if "--seed" not in flags:
         flags += ["--seed", str(seed)]
     trainer = [] if "--trainer" in flags else COOP[:2]
-    return ["--root", root, *trainer, *COOP[2:], *flags,
+    config = [] if "--config-file" in flags else COOP[2:]
+    return ["--root", root, *trainer, *config, *flags,
             "--dataset-config-file", os.path.join(REPO_ROOT, f"configs/datasets/{dataset}.yaml"),
             "--output-dir", str(out), *fast_opts(clip, epochs=epochs), "DATASET.NUM_SHOTS", "2", *opts]
 
@@ -293,3 +294,16 @@ def test_a_truncated_checkpoint_is_named(tmp_path, caltech_root, tiny_clip_path,
                             "--load-epoch", 1, epochs=1), capsys)
     assert code == 2 and err.startswith(f"error: Checkpoint file {ckpt} is not a readable PyTorch checkpoint (")
     assert "it may be truncated or corrupt: replace it." in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--config-file", "/nonexistent/x.yaml"], "error: Config file not found: /nonexistent/x.yaml\n"),
+    (["DATASET.NUM_SHOTS"], "error: Options must be KEY VALUE pairs; got an odd number of items in command-line options"),
+    (["TRAINER.COOP.PREC", "fp8"], "error: TRAINER.COOP.PREC 'fp8' is not allowed: expected one of fp16, fp32, amp, bf16\n"),
+    (["TRAINER.COOP.CLASS_TOKEN_POSITION", "middle-ish"], "error: CLASS_TOKEN_POSITION must be one of"),
+])
+def test_config_errors_found_later_still_end_in_one_line(tmp_path, caltech_root, tiny_clip_path, capsys, extra, message):
+    """Errors raised once the trainer is being built (after the config is printed) are the last line, without a
+    traceback, exit 2."""
+    code, _, err = cli(argv(caltech_root, tmp_path / "run", tiny_clip_path, *extra), capsys)
+    assert code == 2 and err.startswith(message) and err.count("\n") == 1 and "Traceback" not in err

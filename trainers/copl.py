@@ -58,6 +58,7 @@ import torch.nn.functional as F
 
 from vlprompt.classifier import PromptedCLIP, per_image_scaled_logits
 from vlprompt.engine import TRAINER_REGISTRY
+from vlprompt.errors import ConfigValueError
 from vlprompt.prompts import (DEFAULT_PROMPT_BATCH, ClassPrompts, encode_per_image_prompts, learnable_context,
                               meta_net)
 from vlprompt.trainer import PromptTrainer
@@ -71,7 +72,7 @@ OPTIONS = {"PATCH_FEATURES": PATCH_FEATURES, "SCORE": SCORES, "COMBINE": COMBINE
 
 def check_choice(name, value, allowed):
     if value not in allowed:
-        raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+        raise ConfigValueError(f"{name} must be one of {allowed}, got {value!r}")
 
 
 class PromptLearner(nn.Module):
@@ -165,7 +166,7 @@ class CoPLCLIP(PromptedCLIP):
         super().__init__(clip_model)
         check_choice("patch_features", patch_features, PATCH_FEATURES)
         if not self.image_encoder.is_vit:
-            raise ValueError("CoPL attends over patch features and needs a ViT backbone; this CLIP has a ResNet "
+            raise ConfigValueError("CoPL attends over patch features and needs a ViT backbone; this CLIP has a ResNet "
                              "image encoder (use e.g. ViT-B/16)")
         self.patch_features = patch_features
         patch_dim = self.image_encoder.output_dim if patch_features == "after_proj" else self.image_encoder.width

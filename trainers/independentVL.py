@@ -25,6 +25,7 @@ from vlprompt.classifier import VisionLanguagePromptedCLIP
 from vlprompt.deep_prompts import (VisionPrompts, check_prompt_depth, clip_constructor_draws, layer_prompts,
                                    per_layer, text_context)
 from vlprompt.engine import TRAINER_REGISTRY
+from vlprompt.errors import ConfigValueError
 from vlprompt.original_checkpoints import from_original_state, is_full_model_state
 from vlprompt.prompts import ClassPrompts
 from vlprompt.trainer import PromptTrainer
@@ -38,7 +39,7 @@ class VLPromptLearner(nn.Module):
                  ctx_init="a photo of a", depth_text=9, depth_vision=9, drawn=None):
         super().__init__()
         if depth_text < 1:
-            raise ValueError("PROMPT_DEPTH_TEXT must be >= 1 for independent V-L prompting; "
+            raise ConfigValueError("PROMPT_DEPTH_TEXT must be >= 1 for independent V-L prompting; "
                              "use the VPT trainer to learn vision prompts only")
         check_prompt_depth(depth_text, text_encoder.num_layers, "PROMPT_DEPTH_TEXT")
         self.depth_text = depth_text

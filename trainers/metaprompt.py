@@ -58,6 +58,7 @@ import torch.nn.functional as F
 
 from vlprompt.classifier import PromptedCLIP, scaled_logits
 from vlprompt.engine import TRAINER_REGISTRY, compute_accuracy
+from vlprompt.errors import ConfigValueError
 from vlprompt.prompts import ClassPrompts, encode_texts, random_context
 from vlprompt.trainer import PromptTrainer
 
@@ -108,9 +109,9 @@ class PromptLearner(nn.Module):
         super().__init__()
         depth = min(text_encoder.num_layers, image_encoder.num_layers)
         if not 1 <= layers <= depth:
-            raise ValueError(f"TRAINER.META.LAYERS must be between 1 and {depth} (the towers' depth), got {layers}")
+            raise ConfigValueError(f"TRAINER.META.LAYERS must be between 1 and {depth} (the towers' depth), got {layers}")
         if n_ctx < 1 or n_pro < 1:
-            raise ValueError(f"TRAINER.META.N_CTX and N_PRO must be >= 1, got {n_ctx} and {n_pro}")
+            raise ConfigValueError(f"TRAINER.META.N_CTX and N_PRO must be >= 1, got {n_ctx} and {n_pro}")
         # Drawn in the official order: text, then vision.
         self.text_ctx = nn.Parameter(random_context(layers, n_ctx, text_encoder.width, dtype=text_encoder.dtype))
         self.vision_ctx = nn.Parameter(random_context(layers, n_pro, image_encoder.width, dtype=image_encoder.dtype))
@@ -276,11 +277,11 @@ class MetaPrompt(PromptTrainer):
         node = cfg.TRAINER[self.CONFIG_NODE]
         get = lambda key: node.get(key, self.CONFIG_DEFAULTS[key])  # noqa: E731
         if get("SPLIT") not in SPLITS:
-            raise ValueError(f"TRAINER.META.SPLIT must be one of {SPLITS}, got {node.SPLIT!r}")
+            raise ConfigValueError(f"TRAINER.META.SPLIT must be one of {SPLITS}, got {node.SPLIT!r}")
         if get("META_UPDATE") not in META_UPDATES:
-            raise ValueError(f"TRAINER.META.META_UPDATE must be one of {META_UPDATES}, got {node.META_UPDATE!r}")
+            raise ConfigValueError(f"TRAINER.META.META_UPDATE must be one of {META_UPDATES}, got {node.META_UPDATE!r}")
         if int(get("CLASS_SPLITS")) < 2:
-            raise ValueError(f"TRAINER.META.CLASS_SPLITS must be >= 2, got {node.CLASS_SPLITS}")
+            raise ConfigValueError(f"TRAINER.META.CLASS_SPLITS must be >= 2, got {node.CLASS_SPLITS}")
 
     @property
     def split(self):
@@ -307,7 +308,7 @@ class MetaPrompt(PromptTrainer):
         if self.split == "domain":
             n_domains = len({item.domain for item in self.dm.dataset.train_x})
             if n_domains < 2:
-                raise ValueError(f"{self.cfg.TRAINER.NAME} with the domain split needs training data from at least 2 "
+                raise ConfigValueError(f"{self.cfg.TRAINER.NAME} with the domain split needs training data from at least 2 "
                                  f"domains; {self.cfg.DATASET.NAME} has {n_domains} (use a DG dataset, or SPLIT class)")
         templates = frozen_classifier_templates(self.cfg.DATASET.NAME)
         print(f"MetaPrompt: {self.split} split, {self.method_option('META_UPDATE')} meta update; "

@@ -22,6 +22,7 @@ import torch
 from vlprompt.classifier import PromptedCLIP, scaled_cosine_logits
 from vlprompt.deep_prompts import VisionPrompts, clip_constructor_draws
 from vlprompt.engine import TRAINER_REGISTRY
+from vlprompt.errors import ConfigValueError
 from vlprompt.original_checkpoints import from_original_state, is_full_model_state
 from vlprompt.prompts import encode_class_templates
 from vlprompt.trainer import PromptTrainer
@@ -36,7 +37,7 @@ class VPTCLIP(PromptedCLIP):
         prompts reach the tower rounded to float16, as in the original."""
         super().__init__(clip_model)
         if prompt_depth < 1:
-            raise ValueError("PROMPT_DEPTH_VISION must be >= 1 for vision prompting")
+            raise ConfigValueError("PROMPT_DEPTH_VISION must be >= 1 for vision prompting")
         drawn = None
         if rng_before_clip is not None:
             drawn = clip_constructor_draws(clip_model, rng_before_clip, vision=(n_ctx, prompt_depth))

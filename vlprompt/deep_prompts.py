@@ -27,7 +27,7 @@ MAX_WORD_INIT = 4  # the originals initialise from CTX_INIT only when n_ctx <= 4
 
 def check_prompt_depth(depth, num_layers, key):
     if not 1 <= depth <= num_layers:
-        raise ValueError(f"{key} must be between 1 and the number of layers ({num_layers}), got {depth}")
+        raise ConfigValueError(f"{key} must be between 1 and the number of layers ({num_layers}), got {depth}")
 
 
 def text_context(text_encoder, n_ctx, ctx_init):
@@ -132,7 +132,7 @@ class VisionPrompts(nn.Module):
         width = vision_encoder.width  # ViT only
         check_prompt_depth(depth, vision_encoder.num_layers, "PROMPT_DEPTH_VISION")
         if n_ctx < 1:
-            raise ValueError(f"N_CTX_VISION must be >= 1 for vision prompts, got {n_ctx}")
+            raise ConfigValueError(f"N_CTX_VISION must be >= 1 for vision prompts, got {n_ctx}")
         self.depth = depth
         if drawn is None:
             self.input_prompts = nn.Parameter(random_context(n_ctx, width))

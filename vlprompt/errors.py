@@ -34,10 +34,10 @@ class CheckpointError(UserError, ValueError):
 def user_error_types():
     """The exception types reported as user errors: ours, and the engine's/readers' own user-facing ones."""
     from .data.errors import DatasetLayoutError
-    from .engine.builtin.config import ConfigKeyError
+    from .engine.builtin.config import ConfigFileError, ConfigKeyError
     from .engine.builtin.registry import RegistryKeyError
 
-    types = [UserError, DatasetLayoutError, ConfigKeyError, RegistryKeyError]
+    types = [UserError, DatasetLayoutError, ConfigFileError, ConfigKeyError, RegistryKeyError]
     try:  # the trainer base's "checkpoint does not fit the model" error
         from .trainer import CheckpointMismatch
         types.append(CheckpointMismatch)

@@ -14,6 +14,7 @@ from typing import Optional
 
 import torch
 
+from .errors import ConfigValueError
 PRECISIONS = ("fp16", "fp32", "amp", "bf16")
 
 
@@ -45,7 +46,7 @@ def resolve_precision(prec, device, verbose=True):
     """The Precision to use for PREC on `device`, printing a notice when it has to fall back."""
     requested = str(prec).lower()
     if requested not in PRECISIONS:
-        raise ValueError(f"PREC must be one of {PRECISIONS}, got {prec!r}")
+        raise ConfigValueError(f"PREC must be one of {PRECISIONS}, got {prec!r}")
     device_type = torch.device(device).type
 
     def notice(text):

@@ -154,7 +154,7 @@ class PromptTrainer(TrainerX):
         apply_to_clip(clip_model, self.precision)
         resolution = clip_model.visual.input_resolution
         if cfg.INPUT.SIZE[0] != resolution or cfg.INPUT.SIZE[1] != resolution:
-            raise ValueError(f"INPUT.SIZE {tuple(cfg.INPUT.SIZE)} does not match the CLIP backbone's input "
+            raise ConfigValueError(f"INPUT.SIZE {tuple(cfg.INPUT.SIZE)} does not match the CLIP backbone's input "
                              f"resolution {resolution}; set INPUT.SIZE ({resolution}, {resolution})")
 
         print("Building custom CLIP")

@@ -1,10 +1,15 @@
 """Dassl's default config tree (same keys, same defaults) on a yacs CfgNode that names the closest key
 when a YAML file or a command-line option uses one that does not exist."""
 import difflib
+import os
 
 import yaml
 from yacs.config import CfgNode as _YacsCfgNode
 from yacs.config import _check_and_coerce_cfg_value_type
+
+
+class ConfigFileError(ValueError):
+    """Config input that cannot be used: a missing or malformed YAML file, options that are not KEY VALUE pairs."""
 
 
 class ConfigKeyError(KeyError):
@@ -58,10 +63,15 @@ def check_keys_exist(cfg, other, source=""):
 
 def merge_from_file_checked(cfg, path):
     """cfg.merge_from_file(path), but an unknown key names the file and the closest existing key."""
-    with open(path, "r") as f:
-        loaded = yaml.safe_load(f) or {}
+    if not os.path.isfile(path):
+        raise ConfigFileError(f"Config file not found: {path}")
+    try:
+        with open(path, "r") as f:
+            loaded = yaml.safe_load(f) or {}
+    except yaml.YAMLError as e:
+        raise ConfigFileError(f"Config file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(loaded, dict):
-        raise ValueError(f"Config file {path} must hold a mapping of keys, got {type(loaded).__name__}")
+        raise ConfigFileError(f"Config file {path} must hold a mapping of keys, got {type(loaded).__name__}")
     check_keys_exist(cfg, loaded, source=path)
     _merge_mapping(cfg, loaded, "")
 
@@ -87,7 +97,7 @@ def merge_from_list_checked(cfg, opts, source="command-line options"):
     """cfg.merge_from_list(opts) with the same unknown-key message as merge_from_file_checked."""
     opts = list(opts or [])
     if len(opts) % 2:
-        raise ValueError(f"Options must be KEY VALUE pairs; got an odd number of items in {source}: {opts}")
+        raise ConfigFileError(f"Options must be KEY VALUE pairs; got an odd number of items in {source}: {opts}")
     for full_key in opts[0::2]:
         node = cfg
         parts = str(full_key).split(".")
