@@ -94,3 +94,35 @@ def test_data_check_finds_the_readers_in_the_codebase_it_is_given(tmp_path):
     given = subprocess.run(check + ["--repo", REPO_ROOT], cwd=tmp_path, env=env, capture_output=True, text=True,
                            timeout=300)
     assert given.returncode == 0 and "1 of 1 usable: Caltech101" in given.stdout
+
+
+def test_run_status_reads_the_output_tree_without_torch(tmp_path):
+    """done / running / failed (with its log) / pending, from the output tree; the issue's command line."""
+    from vlprompt.run_dir import RunLock
+    from vlprompt.runner import plan_protocol
+
+    out = tmp_path / "output"
+    argv = ["run", "base2new", "maple", "--datasets", "caltech101", "--seeds", "1", "2", "--status", "--output",
+            str(out), "--repo", REPO_ROOT, "--", "KEY", "VALUE"]
+    train, test = plan_protocol("base2new", "maple", str(out), "", datasets=["caltech101"], seeds=[1, 2],
+                                opts=["KEY", "VALUE"], repo=REPO_ROOT, variant=None)
+    assert "/vit_b16_c2_ep5_batch4_2ctx+KEY=VALUE/seed1" in train[0].output_dir
+    done, failed, running = train[0].output_dir, train[1].output_dir, test[0].output_dir
+    for d in (done, failed, running):
+        os.makedirs(d)
+        with open(os.path.join(d, "identity.json"), "w") as f:
+            json.dump({"fingerprint": "abc"}, f)
+    with open(os.path.join(done, "result.json"), "w") as f:
+        json.dump({"identity": {"fingerprint": "abc"}}, f)
+    env = {k: v for k, v in os.environ.items() if k != "VARIANT"}
+    with RunLock(running):
+        proc = subprocess.run([sys.executable, "-c", PROBE.format(parse="[]", run=repr([argv]))], cwd=tmp_path,
+                              capture_output=True, text=True, env=dict(env, PYTHONPATH=REPO_ROOT), timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert json.loads(lines[-1])["torch"] is False
+    assert "  done     caltech101-seed1-train" in lines
+    assert f"  failed   caltech101-seed2-train  log: {os.path.join(failed, 'log.txt')}" in lines
+    assert "  running  caltech101-seed1-test" in lines and "  pending  caltech101-seed2-test" in lines
+    assert "1 done, 1 running, 1 failed, 1 pending (of 4 runs)" in lines
+    assert "status ['run', 'base2new'] 1" in proc.stderr  # a failed run: exit status 1

@@ -91,3 +91,26 @@ def test_import_clip_works_without_pkg_resources():
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "torch.Size([1, 77])" in proc.stdout
+
+
+def test_load_clip_reads_a_file_once_and_returns_a_fresh_module_each_time(tmp_path, monkeypatch):
+    path = save_tiny_clip(tmp_path / "tiny.pt", arch="vit")
+    reads = []
+    real_read = clip_loader.read_clip_state_dict
+    monkeypatch.setattr(clip_loader, "read_clip_state_dict", lambda p: reads.append(p) or real_read(p))
+    monkeypatch.setattr(clip_loader, "_STATE_DICTS", {})
+    torch.manual_seed(0)
+    first = clip_loader.load_clip(path)
+    after_first = torch.rand(1)
+    torch.manual_seed(0)
+    second = clip_loader.load_clip(path)
+    assert len(reads) == 1 and first is not second
+    assert torch.equal(torch.rand(1), after_first)  # the same random numbers drawn as a first load
+    with torch.no_grad():
+        next(first.parameters()).add_(1.0)  # a trainer changing its model leaves the others alone
+    first.float()
+    for (name, a), b in zip(second.state_dict().items(), clip_loader.load_clip(path).state_dict().values()):
+        assert torch.equal(a, b) and a.dtype == b.dtype, name
+    save_tiny_clip(tmp_path / "tiny.pt", arch="vit", seed=1)  # another file at that path is read again
+    clip_loader.load_clip(path)
+    assert len(reads) == 2

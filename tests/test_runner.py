@@ -3,33 +3,36 @@ import os
 
 import pytest
 
-from vlprompt.runner import gpu_slots, plan, run_protocol
+from vlprompt.runner import gpu_slots, plan_protocol, run_protocol
 
-from helpers import fast_opts
+from helpers import REPO_ROOT, fast_opts
 
 
-def test_plans_follow_each_protocols_scripts():
-    [b2n] = plan("base2new", "maple", seeds=(1, 2))
-    assert len(b2n) == 11 * 2 and [os.path.basename(s) for s, _ in b2n[0].steps] == ["base2new_train.sh",
-                                                                                       "base2new_test.sh"]
-    train, test = plan("xd", "cocoop", seeds=(1,))
-    assert train[0].steps[0][1] == [1] and len(test) == 14  # CoCoOp's xd_train.sh takes SEED only
-    assert plan("xd", "maple", seeds=(1,))[0][0].steps[0][1] == ["imagenet", 1]
-    [dg] = plan("dg", "metaprompt", datasets=["pacs"], seeds=(1,), shots=1)
-    assert sorted(j.name for j in dg) == ["pacs-art_painting-seed1", "pacs-cartoon-seed1", "pacs-photo-seed1",
+def test_plans_come_from_the_protocol_definitions():
+    train, test = plan_protocol("base2new", "maple", "output", "/data", seeds=(1, 2), repo=REPO_ROOT, variant="")
+    assert len(train) == len(test) == 11 * 2 and test[0].after == [train[0].name]
+    train, test = plan_protocol("xd", "cocoop", "output", "/data", seeds=(1,), repo=REPO_ROOT, variant="")
+    assert [r.name for r in train] == ["imagenet-seed1-train"] and len(test) == 10
+    assert len(plan_protocol("imagenet_dg", "maple", "output", "/data", seeds=(1,), repo=REPO_ROOT)[1]) == 4
+    [dg] = plan_protocol("dg", "metaprompt", "output", "/data", datasets=["pacs"], seeds=(1,), shots=[1],
+                         repo=REPO_ROOT)
+    assert sorted(r.name for r in dg) == ["pacs-art_painting-seed1", "pacs-cartoon-seed1", "pacs-photo-seed1",
                                          "pacs-sketch-seed1"]
     assert gpu_slots("0,1", 2) == ["0", "0", "1", "1"] and gpu_slots("cpu", 4) == [""]
 
 
-def test_runs_jobs_in_parallel_slots_resumes_and_builds_the_table(tmp_path, caltech_root, tiny_clip_path, monkeypatch):
+def test_runs_in_parallel_slots_resumes_and_builds_the_table(tmp_path, caltech_root, tiny_clip_path, monkeypatch):
     monkeypatch.setenv("VARIANT", "")  # the tiny-CLIP options stay in the plain output tree
     out, lines = tmp_path / "output", []
     opts = fast_opts(tiny_clip_path, epochs=1)
-    # Two "GPU" slots (on a CPU machine the jobs just run on the CPU, CUDA_VISIBLE_DEVICES set per job).
+    # Two "GPU" slots (on a CPU machine the runs just run on the CPU, CUDA_VISIBLE_DEVICES set per worker).
     failed = run_protocol("base2new", "cocoop", str(out), caltech_root, datasets=["caltech101", "dtd"], seeds=(1, 2),
-                          gpus="0,1", opts=opts, out=lines.append)
-    assert failed == ["dtd-seed1", "dtd-seed2"]  # no dtd under this data root: reported, the others ran
-    assert any("FAILED dtd-seed1" in line for line in lines)
+                          gpus="0,1", opts=opts, out=lines.append, repo=REPO_ROOT)
+    # no dtd under this data root: reported (its tests not run), the others ran
+    assert failed == ["dtd-seed1-train", "dtd-seed2-train", "dtd-seed1-test", "dtd-seed2-test"]
+    logs = out / "runner-logs/base2new-cocoop"
+    assert any("FAILED dtd-seed1-train" in line and str(logs / "dtd-seed1-train.log") in line for line in lines)
+    assert any("dtd-seed1-test: not run: dtd-seed1-train failed" in line for line in lines)
     for seed in (1, 2):
         for phase in ("train_base", "test_new"):
             assert (out / f"base2new/{phase}/caltech101/shots_16/CoCoOp/vit_b16_c4_ep10_batch1_ctxv1/seed{seed}/"
@@ -37,25 +40,50 @@ def test_runs_jobs_in_parallel_slots_resumes_and_builds_the_table(tmp_path, calt
     # The tiny-CLIP options make a variant: its table is named by the variant's fingerprint.
     [table] = (out / "tables").glob("base2new_CoCoOp_vit_b16_c4_ep10_batch1_ctxv1_variant-*.md")
     assert "| Caltech101 |" in table.read_text() and "| 1,2 |" in table.read_text()
-    assert "DescribableTextures: dataset folder not found" in (out / "runner-logs/dtd-seed1.log").read_text()
+    assert "DescribableTextures: dataset folder not found" in (logs / "dtd-seed1-train.log").read_text()
 
     again = []
     assert run_protocol("base2new", "cocoop", str(out), caltech_root, datasets=["caltech101"], seeds=(1, 2),
-                        gpus="cpu", opts=opts, out=again.append) == []
-    log = (out / "runner-logs/caltech101-seed1.log").read_text()
-    assert log.count("so skip this job") == 2  # the second run skipped both finished scripts
+                        gpus="cpu", opts=opts, out=again.append, repo=REPO_ROOT) == []
+    for name in ("caltech101-seed1-train", "caltech101-seed1-test"):  # the second run skipped the finished runs
+        assert (logs / f"{name}.log").read_text().count("so skip this job") == 1
 
 
-def test_the_scripts_are_found_in_the_codebase_never_next_to_the_installed_package(tmp_path, monkeypatch):
-    from helpers import REPO_ROOT
+def test_the_codebase_is_found_from_the_repo_option_the_environment_or_the_current_directory(tmp_path, monkeypatch):
     from vlprompt.plugins import CodebaseNotFound
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("VLPROMPT_REPO", raising=False)
-    with pytest.raises(CodebaseNotFound, match=r"Cannot find vlprompt's scripts/ folder \(no scripts/maple in the "
-                                               r"current directory .*\): run from the repository root, pass --repo DIR"):
-        plan("base2new", "maple", seeds=(1,))
-    [jobs] = plan("base2new", "maple", seeds=(1,), repo=REPO_ROOT)
-    assert jobs[0].steps[0][0] == os.path.join(REPO_ROOT, "scripts", "maple", "base2new_train.sh")
+    with pytest.raises(CodebaseNotFound, match=r"Cannot find vlprompt's codebase .*\(no train.py in the current "
+                                               r"directory .*\): run from the repository root, pass --repo DIR"):
+        plan_protocol("base2new", "maple", "output", "/data", seeds=(1,))
+    [train, _] = plan_protocol("base2new", "maple", "output", "/data", seeds=(1,), repo=REPO_ROOT)
+    assert train[0].argv[train[0].argv.index("--config-file") + 1] == os.path.join(
+        REPO_ROOT, "configs/trainers/MaPLe/vit_b16_c2_ep5_batch4_2ctx.yaml")
     monkeypatch.setenv("VLPROMPT_REPO", REPO_ROOT)
-    assert plan("base2new", "maple", seeds=(1,))[0][0].steps == jobs[0].steps
+    assert plan_protocol("base2new", "maple", "output", "/data", seeds=(1,))[0] == train
+
+
+def test_the_issue_example_parses_options_around_the_positionals_and_after_the_double_dash():
+    from vlprompt.cli import parse_args
+
+    args = parse_args(["run", "base2new", "maple", "--datasets", "caltech101", "--seeds", "1", "2", "--", "KEY", "VALUE"])
+    assert (args.protocol, args.method, args.datasets, args.seeds, args.opts) == (
+        "base2new", "maple", ["caltech101"], [1, 2], ["KEY", "VALUE"])
+    args = parse_args(["run", "--gpus", "cpu", "base2new", "--jobs-per-gpu", "2", "maple", "--seeds", "3", "--",
+                       "OPTIM.LR", "0.1", "--seeds", "4"])
+    assert (args.gpus, args.jobs_per_gpu, args.seeds, args.opts) == ("cpu", 2, [3], ["OPTIM.LR", "0.1", "--seeds", "4"])
+    assert parse_args(["run", "xd", "maple"]).opts == []
+
+
+def test_an_unavailable_launcher_is_one_clear_line(tmp_path, monkeypatch):
+    import sys
+
+    import vlprompt.launchers
+    from vlprompt.cli import main
+
+    monkeypatch.delattr(vlprompt.launchers, "slurm", raising=False)
+    monkeypatch.setitem(sys.modules, "vlprompt.launchers.slurm", None)  # as if the module were not there
+    with pytest.raises(SystemExit, match="^error: the slurm launcher is not available"):
+        main(["run", "base2new", "maple", "--launcher", "slurm", "--root", str(tmp_path), "--output", str(tmp_path),
+              "--repo", REPO_ROOT])

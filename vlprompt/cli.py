@@ -4,7 +4,8 @@
     vlprompt data check --root $DATA [NAMES...] [--images skip|open|decode] [--json]
     vlprompt data download NAME [NAME...] --root $DATA [--mirror URL] [--keep-archives]
     vlprompt results {base2new,xd,dg} OUTPUT [--trainer T] [--config CFG] [--shots K] [--paper NAME] [--out DIR]
-    vlprompt run {base2new,xd,dg} METHOD [--datasets ...] [--seeds 1 2 3] [--gpus auto] [--jobs-per-gpu N] [-- KEY VALUE ...]
+    vlprompt run PROTOCOL METHOD [--datasets ...] [--seeds 1 2 3] [--shots ...] [--gpus auto] [--jobs-per-gpu N]
+                 [--launcher local|slurm] [--status] [--repo DIR] [--output DIR] [--root DIR] [-- KEY VALUE ...]
     vlprompt export-checkpoint RUN_DIR --format original [--out DIR] [--epoch N] [--trainer NAME]
 
 Commands are argparse sub-parsers: a new command group is a function `add_<group>_commands(subparsers)`
@@ -151,37 +152,60 @@ def add_results_commands(subparsers):
 
 
 def cmd_run(args):
-    from vlprompt.runner import run_protocol
+    from vlprompt.runner import plan_protocol, run_protocol, status
 
-    data = _root(args)
+    data = args.root or os.environ.get("DATA", "")
     try:
-        failed = run_protocol(args.protocol, args.method, args.output, data, args.datasets, args.seeds, args.shots,
-                              args.gpus, args.jobs_per_gpu, args.opts, repo=args.repo)
+        if args.status:
+            stages = plan_protocol(args.protocol, args.method, args.output, data, args.datasets, args.seeds,
+                                   args.shots, args.opts, repo=args.repo)
+            counts = status(stages, launcher=args.launcher, output=args.output)
+            return 1 if counts.get("failed") else 0
+        extra = {}
+        if args.launcher == "slurm":
+            from vlprompt.runner import _launcher_module
+
+            extra["slurm_options"] = _launcher_module("slurm").options_from_args(args)
+        failed = run_protocol(args.protocol, args.method, args.output, _root(args), args.datasets, args.seeds,
+                              args.shots, args.gpus, args.jobs_per_gpu, args.opts, repo=args.repo,
+                              launcher=args.launcher, **extra)
     except ValueError as e:
         raise SystemExit(f"error: {e}")
     return 1 if failed else 0
 
 
 def add_run_commands(subparsers):
-    from vlprompt.runner import METHODS
+    from vlprompt.protocols import METHODS, PROTOCOLS
 
-    p = subparsers.add_parser("run", help="run a protocol (datasets x seeds through the method's scripts) on all "
-                              "local GPUs, resumably, then build its table")
-    p.add_argument("protocol", choices=("base2new", "xd", "dg"))
-    p.add_argument("method", choices=sorted(METHODS), help="the scripts/ folder of the method")
-    p.add_argument("opts", nargs="*", metavar="KEY VALUE", help="config options for every run (after --)")
+    p = subparsers.add_parser("run", help="run a whole protocol (train and test runs of datasets x seeds) through a "
+                              "launcher, resumably, then build its table",
+                              usage="vlprompt run PROTOCOL METHOD [options] [-- KEY VALUE ...]")
+    p.add_argument("protocol", choices=PROTOCOLS)
+    p.add_argument("method", choices=sorted(METHODS), help="the method (its scripts/ folder's name)")
     p.add_argument("--datasets", nargs="+", default=None,
                    help="dataset config names (default: the protocol's; dg: pacs vlcs office_home domainnet)")
     p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
-    p.add_argument("--shots", type=int, default=None, help="dg only: shots per class per domain (default 5)")
+    p.add_argument("--shots", nargs="+", type=int, default=None,
+                   help="shots (default: 16; dg: 5 per class per domain; fewshot: 1 2 4 8 16)")
     p.add_argument("--gpus", default="auto", help="'auto' (all visible), '0,1', or 'cpu'")
-    p.add_argument("--jobs-per-gpu", type=int, default=1, help="jobs run at once on each GPU")
+    p.add_argument("--jobs-per-gpu", type=int, default=1, help="runs at once on each GPU (local launcher)")
+    p.add_argument("--launcher", choices=("local", "slurm"), default="local",
+                   help="local: long-lived workers on this machine's GPUs (or CPU); slurm: job arrays (needs "
+                   "vlprompt[slurm])")
+    p.add_argument("--status", action="store_true",
+                   help="list each run as done / running / failed (with its log) / pending, and run nothing")
     p.add_argument("--root", default="", help="the data root (default: $DATA)")
-    p.add_argument("--output", default="output", help="output root (default: ./output, where the scripts write when "
-                   "run from the repository root)")
+    p.add_argument("--output", default="output", help="output root (default: ./output)")
     p.add_argument("--repo", default=None, metavar="DIR",
-                   help="the vlprompt checkout whose scripts/ to run (default: $VLPROMPT_REPO, else the current directory)")
-    p.set_defaults(func=cmd_run)
+                   help="the vlprompt checkout whose train.py and configs/ to use (default: $VLPROMPT_REPO, else "
+                   "the current directory)")
+    try:  # the Slurm launcher's own options, where its module is there (it imports neither torch nor submitit)
+        from vlprompt.launchers import slurm
+    except ImportError:
+        pass
+    else:
+        slurm.add_arguments(p)
+    p.set_defaults(func=cmd_run, opts=[])
 
 
 def cmd_export_checkpoint(args):
@@ -227,8 +251,22 @@ def build_parser():
     return parser
 
 
+def parse_args(argv=None):
+    """argparse, except that `vlprompt run ... -- KEY VALUE ...` hands everything after `--` to every run
+    (so the run command's options may come before or after its positional arguments)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["run"] and "--" in argv:
+        cut = argv.index("--")
+        args = build_parser().parse_args(argv[:cut])
+        args.opts = argv[cut + 1:]
+        if len(args.opts) % 2:
+            raise SystemExit(f"error: the options after -- must be KEY VALUE pairs; got {' '.join(args.opts)}")
+        return args
+    return build_parser().parse_args(argv)
+
+
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     from vlprompt.errors import UserError, report_user_error
 
     try:

@@ -245,12 +245,27 @@ def load_clip(name_or_path, download_root=None):
             raise ClipWeightsNotFound(
                 f"MODEL.BACKBONE.NAME {name_or_path!r} is neither a CLIP model name {list(clip.clip._MODELS)} "
                 f"nor a checkpoint file (CLIP checkpoint file not found: {path})")
-    state_dict = read_clip_state_dict(path)
-    required = ("positional_embedding", "token_embedding.weight", "ln_final.weight", "text_projection")
-    missing = [k for k in required if k not in state_dict]
-    if missing:
-        raise CheckpointError(f"{path} is not a CLIP checkpoint: it lacks {missing}")
-    return clip.model.build_model(state_dict).eval()  # OpenAI's (import_clip)
+    key = (os.path.realpath(path), file_sha256(path))
+    state_dict = _STATE_DICTS.pop(key, None)
+    if state_dict is None:
+        state_dict = read_clip_state_dict(path)
+        required = ("positional_embedding", "token_embedding.weight", "ln_final.weight", "text_projection")
+        missing = [k for k in required if k not in state_dict]
+        if missing:
+            raise CheckpointError(f"{path} is not a CLIP checkpoint: it lacks {missing}")
+    _STATE_DICTS[key] = state_dict  # most recently used last
+    while len(_STATE_DICTS) > STATE_DICT_CACHE_SIZE:
+        del _STATE_DICTS[next(iter(_STATE_DICTS))]
+    # A new module every call (trainers change its precision and device), built as in a fresh process:
+    # build_model's random initialisation draws the same random numbers either way, and it deletes keys
+    # from the dict it is given, hence the copy. The tensors are copied into the model, never shared.
+    return clip.model.build_model(dict(state_dict)).eval()  # OpenAI's (import_clip)
+
+
+# The CPU state dicts load_clip read, by (real path, SHA-256): a long-lived worker (vlprompt.launchers.local)
+# that runs many runs reads the weights once.
+STATE_DICT_CACHE_SIZE = 2
+_STATE_DICTS = {}
 
 
 def tokenize(texts, context_length=77, truncate=False):

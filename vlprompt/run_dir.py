@@ -12,6 +12,7 @@
 import contextlib
 import fcntl
 import os
+import time
 
 from .errors import RunDirectoryError
 from .fileio import remove_stale_temp_files, write_json_atomic
@@ -28,11 +29,20 @@ class RunLock:
         self.path = os.path.join(directory, LOCK_FILE)
         self._file = None
 
-    def acquire(self):
+    def acquire(self, attempts=20, pause_s=0.05):
         os.makedirs(self.directory, exist_ok=True)
         f = open(self.path, "a+")
         try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # A status probe (vlprompt run --status) holds a shared lock for microseconds: try again briefly
+            # before calling the directory busy. A run holds it for its whole duration.
+            for attempt in range(attempts):
+                try:
+                    fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if attempt == attempts - 1:
+                        raise
+                    time.sleep(pause_s)
         except BlockingIOError:
             f.seek(0)
             holder = f.read().strip() or "unknown"

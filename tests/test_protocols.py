@@ -1,0 +1,170 @@
+"""vlprompt.protocols plans exactly the train.py command lines and output directories the bash scripts run
+(python replaced by a recorder of train.py's command lines; variant names still computed by the real one)."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from vlprompt.protocols import (IMAGENET_VARIANTS, TRAINED_EPOCH, XD_TARGETS, ProtocolError, all_runs, coop_config,
+                                plan, resolve_argv)
+
+from helpers import REPO_ROOT
+
+OPTS = ["OPTIM.LR", "0.01", "TRAIN.PRINT_FREQ", "5", "INPUT.SIZE", "(32, 32)"]  # a variant, a bookkeeping key
+SEP = "\x1f"
+
+
+@pytest.fixture
+def recorder(tmp_path):
+    """Runs scripts with a stand-in python: `-m ...` goes to this interpreter, train.py calls are recorded."""
+    calls, fake = tmp_path / "calls.txt", tmp_path / "fake-python"
+    fake.write_text(f'#!/usr/bin/env bash\nif [ "$1" = -m ]; then exec "{sys.executable}" "$@"; fi\n'
+                    f'printf "%s{SEP}" "$@" >> "$CALLS"; echo >> "$CALLS"\n')
+    fake.chmod(0o755)
+    out, data = tmp_path / "output", tmp_path / "data"
+    data.mkdir()
+
+    def run(script, *args, **env):
+        full = dict(os.environ, DATA=str(data), OUTPUT=str(out), PYTHON=str(fake), CALLS=str(calls),
+                    PYTHONPATH=REPO_ROOT)
+        full.pop("VARIANT", None)
+        full.update({k: str(v) for k, v in env.items()})
+        proc = subprocess.run(["bash", os.path.join(REPO_ROOT, "scripts", script), *map(str, args)], env=full,
+                              cwd="/", capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+
+    def recorded():
+        lines = calls.read_text().splitlines() if calls.exists() else []
+        calls.write_text("")
+        for line in lines:
+            assert line.split(SEP)[0] == os.path.join(REPO_ROOT, "train.py")
+        return [line.split(SEP)[1:-1] for line in lines]
+
+    run.recorded, run.out, run.data = recorded, str(out), str(data)
+    return run
+
+
+def finish_training(runs, epoch):
+    """Make the training runs look finished, as the test scripts (and resolve_argv) see them."""
+    for run in runs:
+        os.makedirs(os.path.join(run.output_dir, "prompt_learner"), exist_ok=True)
+        with open(os.path.join(run.output_dir, "prompt_learner", "checkpoint"), "w") as f:
+            f.write(f"model.pth.tar-{epoch}\n")
+        with open(os.path.join(run.output_dir, "result.json"), "w") as f:
+            f.write("{}")
+
+
+def check_stages(stages, recorded, epoch=7):
+    for i, stage in enumerate(stages):
+        expected = [resolve_argv(run.argv) for run in stage]
+        assert recorded[:len(stage)] == expected
+        for run, argv in zip(stage, expected):
+            assert argv[argv.index("--output-dir") + 1] == run.output_dir
+            if "--load-epoch" in argv:
+                assert argv[argv.index("--load-epoch") + 1] == str(epoch)
+        recorded = recorded[len(stage):]
+        if i == 0 and len(stages) > 1:
+            finish_training(stage, epoch)
+    assert recorded == []
+
+
+B2N_METHODS = ["cocoop", "maple", "independent-vlp", "language-prompting", "vpt", "metaprompt", "copl"]
+
+
+@pytest.mark.parametrize("method", B2N_METHODS)
+def test_base2new_plans_what_the_scripts_run(method, recorder):
+    stages = plan("base2new", method, recorder.data, recorder.out, datasets=["caltech101", "dtd"], seeds=[1, 2],
+                  opts=OPTS, repo=REPO_ROOT)
+    train, test = stages
+    assert [r.name for r in train] == ["caltech101-seed1-train", "caltech101-seed2-train", "dtd-seed1-train",
+                                       "dtd-seed2-train"]
+    assert test[0].after == ["caltech101-seed1-train"] and TRAINED_EPOCH in test[0].argv
+    assert "+OPTIM.LR=0.01+INPUT.SIZE=_32,_32_/seed1" in train[0].output_dir  # the scripts' variant folder
+    for stage, script in zip(stages, ("base2new_train.sh", "base2new_test.sh")):
+        for d in ("caltech101", "dtd"):
+            for s in (1, 2):
+                if script == "base2new_test.sh" and d == "caltech101" and s == 1:
+                    finish_training(train, 7)
+                recorder(f"{method}/{script}", d, s, *OPTS)
+    recorded = recorder.recorded()
+    expected = [resolve_argv(r.argv) for r in train + test]
+    assert recorded == expected
+
+
+@pytest.mark.parametrize("method", ["cocoop", "maple", "independent-vlp", "language-prompting", "vpt", "copl", "coop"])
+def test_cross_dataset_and_imagenet_dg_plan_what_the_scripts_run(method, recorder):
+    for protocol, targets in (("xd", XD_TARGETS), ("imagenet_dg", IMAGENET_VARIANTS)):
+        stages = plan(protocol, method, recorder.data, recorder.out, seeds=[1], opts=OPTS, repo=REPO_ROOT)
+        assert [r.name for r in stages[1]] == [f"{t}-seed1-test" for t in targets]
+        if method == "coop":
+            recorder("coop/main.sh", "imagenet", "rn50_ep50", "end", 16, 16, "False", *OPTS, SEEDS="1")
+        elif method in ("cocoop", "copl"):
+            recorder(f"{method}/xd_train.sh", 1, *OPTS)  # their originals' arguments: SEED only
+        else:
+            recorder(f"{method}/xd_train.sh", "imagenet", 1, *OPTS)
+        finish_training(stages[0], 3)
+        for t in targets:
+            if method == "coop":
+                recorder("coop/eval.sh", t, "rn50_ep50", *OPTS, SEEDS="1")
+            else:
+                recorder(f"{method}/xd_test.sh", t, 1, *OPTS)
+        check_stages(stages, recorder.recorded(), epoch=3)
+
+
+def test_leave_one_domain_out_dg_plans_what_the_scripts_run(recorder):
+    stages = plan("dg", "metaprompt", recorder.data, recorder.out, datasets=["pacs"], seeds=[1, 2], shots=[3],
+                  opts=OPTS, repo=REPO_ROOT)
+    assert len(stages) == 1 and len(stages[0]) == 8 and stages[0][0].name == "pacs-art_painting-seed1"
+    recorder("metaprompt/dg_all.sh", "pacs", 3, *OPTS, SEEDS="1 2")
+    check_stages(stages, recorder.recorded())
+
+
+def test_coop_few_shot_uses_the_originals_config_per_shot_count(recorder):
+    assert [coop_config("rn50", k, "caltech101") for k in (1, 2, 4, 8, 16)] == [
+        "rn50_ep50", "rn50_ep100", "rn50_ep100", "rn50", "rn50"]
+    assert {coop_config("vit_b16", k, "imagenet") for k in (1, 2, 4, 8, 16)} == {"vit_b16_ep50"}
+    stages = plan("fewshot", "coop", recorder.data, recorder.out, datasets=["caltech101", "imagenet"], seeds=[1, 2],
+                  opts=OPTS, backbone="vit_b16", repo=REPO_ROOT)
+    assert len(stages[0]) == 2 * 5 * 2 and stages[0][0].name == "caltech101-1shots-seed1"
+    for d in ("caltech101", "imagenet"):
+        for k in (1, 2, 4, 8, 16):
+            recorder("coop/main.sh", d, coop_config("vit_b16", k, d), "end", 16, k, "False", *OPTS, SEEDS="1 2")
+    check_stages(stages, recorder.recorded())
+
+
+def test_zero_shot_plans_what_the_script_runs(recorder):
+    stages = plan("zeroshot", "zsclip", recorder.data, recorder.out, datasets=["caltech101", "imagenet_a"],
+                  opts=OPTS, repo=REPO_ROOT)
+    for d in ("caltech101", "imagenet_a"):
+        recorder("zsclip/zeroshot.sh", d, "vit_b16", *OPTS)
+    check_stages(stages, recorder.recorded())
+
+
+def test_variant_load_epoch_argv_equal_the_scripts(recorder):
+    kw = dict(datasets=["caltech101"], seeds=[1], opts=OPTS, variant="mine", trainer="CoOp", cfg="vit_b16_ctxv1",
+              shots=8, load_epoch=2, repo=REPO_ROOT)
+    stages = plan("base2new", "cocoop", recorder.data, recorder.out, **kw)
+    env = dict(VARIANT="mine", TRAINER="CoOp", CFG="vit_b16_ctxv1", SHOTS=8, LOADEP=2)
+    recorder("cocoop/base2new_train.sh", "caltech101", 1, *OPTS, **env)
+    os.makedirs(stages[0][0].output_dir)
+    recorder("cocoop/base2new_test.sh", "caltech101", 1, *OPTS, **env)
+    assert recorder.recorded() == [run.argv for run in all_runs(stages)]
+    assert stages[0][0].output_dir.endswith("caltech101/shots_8/CoOp/vit_b16_ctxv1+mine/seed1")
+    plain = plan("base2new", "maple", recorder.data, recorder.out, datasets=["caltech101"], seeds=[1], opts=OPTS,
+                 variant="", repo=REPO_ROOT)
+    assert plain[0][0].output_dir.endswith("MaPLe/vit_b16_c2_ep5_batch4_2ctx/seed1")
+
+
+def test_a_test_whose_training_has_not_finished_is_explained(tmp_path):
+    [_, [test]] = plan("base2new", "maple", str(tmp_path), str(tmp_path / "out"), datasets=["dtd"], seeds=[1],
+                       repo=REPO_ROOT)
+    with pytest.raises(ProtocolError, match="no trained model at .*: run the training first"):
+        resolve_argv(test.argv)
+    os.makedirs(tmp_path / "out/base2new/train_base/dtd/shots_16/MaPLe/vit_b16_c2_ep5_batch4_2ctx/seed1")
+    with pytest.raises(ProtocolError, match="has not finished"):
+        resolve_argv(test.argv)
+    with pytest.raises(ProtocolError, match="unknown protocol 'b2n'"):
+        plan("b2n", "maple", "", "", repo=REPO_ROOT)
+    with pytest.raises(ProtocolError, match="unknown dataset 'caltech'"):
+        plan("base2new", "maple", "", "", datasets=["caltech"], repo=REPO_ROOT)

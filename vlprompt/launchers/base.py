@@ -1,0 +1,157 @@
+"""What every launcher shares: the `Run` (one train.py invocation), its state from the output tree, and
+running one in the current process.
+
+A run's state is read from its output directory only (so it survives the launcher, the scheduler and
+the machine):
+
+    done     result.json records the same identity fingerprint as identity.json (the run finished, and
+             finished as what the directory now holds)
+    running  a live process holds the directory's lock (`.vlprompt.lock`, an flock the kernel drops when
+             its holder dies); tested with a non-blocking flock of our own
+    failed   train.py started it (identity.json exists) but it has no finished result and nobody holds
+             the lock: it crashed, was killed, timed out or was cancelled; its log is `log.txt`
+    pending  nothing has started it yet
+
+This module imports neither torch nor CLIP (`vlprompt run --status` reads states without them).
+"""
+import dataclasses
+import fcntl
+import importlib.util
+import json
+import os
+import sys
+
+from ..run_dir import LOCK_FILE
+from ..run_identity import IDENTITY_FILE
+
+RESULT_FILE = "result.json"
+LOG_FILE = "log.txt"
+
+DONE, RUNNING, FAILED, PENDING = "done", "running", "failed", "pending"
+STATES = (DONE, RUNNING, FAILED, PENDING)
+
+
+@dataclasses.dataclass
+class Run:
+    """One train.py invocation."""
+    name: str                   # unique in a plan, e.g. "caltech101-seed1-train"
+    argv: list                  # train.py's command line (strings), without the program name
+    output_dir: str             # its --output-dir
+    after: list = ()            # names of runs (of earlier stages) that must finish first
+
+
+def _read_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def recorded_fingerprint(path):
+    data = _read_json(path)
+    if not isinstance(data, dict):
+        return None
+    if "identity" in data and isinstance(data["identity"], dict):  # result.json
+        data = data["identity"]
+    return data.get("fingerprint")
+
+
+def is_finished(output_dir):
+    """result.json holds the identity fingerprint that identity.json records."""
+    fingerprint = recorded_fingerprint(os.path.join(output_dir, IDENTITY_FILE))
+    return fingerprint is not None and recorded_fingerprint(os.path.join(output_dir, RESULT_FILE)) == fingerprint
+
+
+def lock_holder(output_dir):
+    """The PID (text) of the live process that holds the run directory's lock, else None."""
+    path = os.path.join(output_dir, LOCK_FILE)
+    try:
+        f = open(path)
+    except OSError:
+        return None
+    with f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            return f.read().strip() or "unknown"
+        fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+    return None
+
+
+@dataclasses.dataclass
+class RunState:
+    name: str
+    state: str                  # one of STATES
+    output_dir: str
+    log: str = None             # log.txt of a failed (or running) run
+    pid: str = None             # the lock holder of a running run
+    job: str = None             # the scheduler's job id, where a launcher knows it
+    scheduler: str = None       # what the scheduler says about that job (e.g. PENDING, RUNNING), or None
+
+    def describe(self):
+        text = f"{self.state:8s} {self.name}"
+        if self.job:
+            text += f"  [job {self.job}{': ' + self.scheduler if self.scheduler else ''}]"
+        if self.state == FAILED:
+            text += f"  log: {self.log}"
+        return text
+
+
+def run_state(run):
+    """The RunState of `run` from its output directory (module docstring)."""
+    out = run.output_dir
+    log = os.path.join(out, LOG_FILE)
+    if is_finished(out):
+        return RunState(run.name, DONE, out)
+    pid = lock_holder(out)
+    if pid is not None:
+        return RunState(run.name, RUNNING, out, log=log, pid=pid)
+    if os.path.isfile(os.path.join(out, IDENTITY_FILE)):
+        return RunState(run.name, FAILED, out, log=log)
+    return RunState(run.name, PENDING, out)
+
+
+# ----------------------------------------------------------------------------------- running a run
+def _train_module(repo=None):
+    """The repository's train.py (found by vlprompt.plugins.find_codebase), imported from its file."""
+    from ..plugins import find_codebase
+
+    root = find_codebase("train.py", repo, what="the repository's train.py")
+    path = os.path.realpath(os.path.join(root, "train.py"))
+    for name in ("train", "_vlprompt_train"):
+        module = sys.modules.get(name)
+        if module is not None and os.path.realpath(getattr(module, "__file__", "") or "") == path:
+            return module
+    name = "train" if "train" not in sys.modules else "_vlprompt_train"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    return module
+
+
+def resolved_argv(run):
+    """run.argv with the protocol's placeholders (a test's trained epoch) filled in, where there are any."""
+    argv = [str(a) for a in run.argv]
+    try:
+        from .. import protocols
+    except ImportError:
+        return argv
+    resolve = getattr(protocols, "resolve_argv", None)
+    return list(resolve(argv)) if resolve is not None else argv
+
+
+def run_in_process(run, repo=None):
+    """Run train.py's main(run.argv) in this process; 0 on success, an exception on failure (a user
+    error, a crash, or a result that does not record the run's identity)."""
+    module = _train_module(repo)
+    result = module.main(resolved_argv(run))
+    if isinstance(result, int) and not isinstance(result, bool) and result != 0:
+        raise RuntimeError(f"{run.name}: train.py returned {result} (log: {os.path.join(run.output_dir, LOG_FILE)})")
+    return 0
