@@ -29,6 +29,7 @@ if REPO_ROOT not in sys.path:
 import train as train_module  # noqa: E402  (registers every trainer and dataset)
 
 train_module.import_plugins()
+from slurm_cluster import slurm_cluster  # noqa: E402,F401  (a single-node Slurm cluster fixture)
 
 
 def pytest_collection_modifyitems(config, items):
