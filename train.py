@@ -11,7 +11,6 @@ and its config keys are known (no central list to keep in sync).
 import argparse
 import glob
 import importlib
-import json
 import os
 import sys
 import time
@@ -29,7 +28,7 @@ from vlprompt.engine import (TRAINER_REGISTRY, build_trainer, close_logger, coll
                              get_cfg_default, set_random_seed, setup_logger)
 from vlprompt.engine.builtin.registry import check_availability  # noqa: E402
 from vlprompt.errors import ConfigValueError, MissingFileError, RunDirectoryError, run_main  # noqa: E402
-from vlprompt.run_dir import claim_run_directory  # noqa: E402
+from vlprompt.run_dir import claim_run_directory, is_finished  # noqa: E402
 from vlprompt.run_identity import build_identity, model_mismatch, read_identity  # noqa: E402
 from vlprompt.validation import RUN_WARNINGS, validate_run  # noqa: E402
 
@@ -154,19 +153,6 @@ def run_identity(cfg, args, trainer_cls):
     return identity
 
 
-def finished_result(output_dir, identity):
-    path = os.path.join(output_dir, "result.json")
-    if not os.path.isfile(path):
-        return None
-    try:
-        with open(path) as f:
-            result = json.load(f)
-    except (OSError, ValueError):
-        return None
-    recorded = (result.get("identity") or {}).get("fingerprint")
-    return path if recorded == identity["fingerprint"] else None
-
-
 def main(argv=None):
     start_time = time.time()
     RUN_WARNINGS.clear()
@@ -182,7 +168,7 @@ def main(argv=None):
     identity = run_identity(cfg, args, trainer_cls)
     lock, existing = claim_run_directory(cfg.OUTPUT_DIR, identity)
     try:
-        if args.skip_finished and existing and finished_result(cfg.OUTPUT_DIR, identity):
+        if args.skip_finished and existing and is_finished(cfg.OUTPUT_DIR):  # existing: the same identity
             print(f"The results exist at {cfg.OUTPUT_DIR} (so skip this job)")
             return 0
         if cfg.SEED >= 0:

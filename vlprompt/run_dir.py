@@ -11,6 +11,7 @@
 """
 import contextlib
 import fcntl
+import json
 import os
 import time
 
@@ -69,6 +70,26 @@ class RunLock:
 
     def __exit__(self, *exc):
         self.release()
+
+
+def recorded_fingerprint(path):
+    """The identity fingerprint an identity.json or result.json records, or None."""
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    if isinstance(data.get("identity"), dict):  # result.json
+        data = data["identity"]
+    return data.get("fingerprint")
+
+
+def is_finished(directory):
+    """The run in `directory` finished as what it is: result.json records identity.json's fingerprint."""
+    fingerprint = recorded_fingerprint(os.path.join(directory, IDENTITY_FILE))
+    return fingerprint is not None and recorded_fingerprint(os.path.join(directory, "result.json")) == fingerprint
 
 
 def run_artifacts(directory):

@@ -102,10 +102,9 @@ def run_protocol(protocol, method, output, data, datasets=None, seeds=(1, 2, 3),
         build(TABLES[protocol], output, trainer=METHODS[method][0], out=out)
     else:
         out(f"(no table for the {protocol} protocol yet: each run's result.json is in its output directory)")
-    names = [getattr(f, "name", f) for f in failures]
     if failures:
         out(f"{len(failures)} runs failed:")
         for f in failures:
-            out(f"  {getattr(f, 'name', f)}: {getattr(f, 'message', '')} (log: {getattr(f, 'log', '?')})")
+            out(f"  {f.name}: {f.message} (log: {f.log})")
         out("Run the same command again to retry them (finished runs are skipped).")
-    return names
+    return [f.name for f in failures]

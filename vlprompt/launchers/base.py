@@ -17,11 +17,10 @@ This module imports neither torch nor CLIP (`vlprompt run --status` reads states
 import dataclasses
 import fcntl
 import importlib.util
-import json
 import os
 import sys
 
-from ..run_dir import LOCK_FILE
+from ..run_dir import LOCK_FILE, is_finished
 from ..run_identity import IDENTITY_FILE
 
 RESULT_FILE = "result.json"
@@ -38,29 +37,6 @@ class Run:
     argv: list                  # train.py's command line (strings), without the program name
     output_dir: str             # its --output-dir
     after: list = ()            # names of runs (of earlier stages) that must finish first
-
-
-def _read_json(path):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-
-def recorded_fingerprint(path):
-    data = _read_json(path)
-    if not isinstance(data, dict):
-        return None
-    if "identity" in data and isinstance(data["identity"], dict):  # result.json
-        data = data["identity"]
-    return data.get("fingerprint")
-
-
-def is_finished(output_dir):
-    """result.json holds the identity fingerprint that identity.json records."""
-    fingerprint = recorded_fingerprint(os.path.join(output_dir, IDENTITY_FILE))
-    return fingerprint is not None and recorded_fingerprint(os.path.join(output_dir, RESULT_FILE)) == fingerprint
 
 
 def lock_holder(output_dir):
@@ -137,14 +113,10 @@ def _train_module(repo=None):
 
 
 def resolved_argv(run):
-    """run.argv with the protocol's placeholders (a test's trained epoch) filled in, where there are any."""
-    argv = [str(a) for a in run.argv]
-    try:
-        from .. import protocols
-    except ImportError:
-        return argv
-    resolve = getattr(protocols, "resolve_argv", None)
-    return list(resolve(argv)) if resolve is not None else argv
+    """run.argv with the protocol's placeholders (a test's trained epoch) filled in."""
+    from ..protocols import resolve_argv  # here: vlprompt.protocols imports this module
+
+    return resolve_argv([str(a) for a in run.argv])
 
 
 def run_in_process(run, repo=None):

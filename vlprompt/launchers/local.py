@@ -24,6 +24,7 @@ import sys
 import time
 import traceback
 
+from ..protocols import all_runs
 from .base import Run, run_in_process
 
 
@@ -150,7 +151,7 @@ def launch(stages, slots=("",), log_dir="runner-logs", repo=None, out=print, tim
     in plan order). timings (a dict), if given, receives worker start-up and per-run wall times."""
     import multiprocessing
 
-    runs = [run for stage in stages for run in stage]
+    runs = all_runs(stages)
     if not runs:
         return []
     os.makedirs(log_dir, exist_ok=True)

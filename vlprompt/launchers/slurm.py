@@ -150,23 +150,19 @@ def sbatch_parameters(lines):
     return params
 
 
+# SlurmOptions field -> submitit's SlurmExecutor parameter, set only when the option is given.
+EXECUTOR_PARAMETERS = {"partition": ("partition", str), "gpus_per_job": ("gpus_per_node", int),
+                       "cpus_per_job": ("cpus_per_task", int), "mem": ("mem", str), "account": ("account", str),
+                       "array_parallelism": ("array_parallelism", int), "setup": ("setup", list)}
+
+
 def _executor_parameters(options, dependency):
     params = {"job_name": options.job_name, "time": time_minutes(options.time), "nodes": 1, "ntasks_per_node": 1,
               "stderr_to_stdout": True}
-    if options.partition:
-        params["partition"] = options.partition
-    if options.gpus_per_job:
-        params["gpus_per_node"] = int(options.gpus_per_job)
-    if options.cpus_per_job:
-        params["cpus_per_task"] = int(options.cpus_per_job)
-    if options.mem:
-        params["mem"] = str(options.mem)
-    if options.account:
-        params["account"] = options.account
-    if options.array_parallelism:
-        params["array_parallelism"] = int(options.array_parallelism)
-    if options.setup:
-        params["setup"] = list(options.setup)
+    for option, (parameter, convert) in EXECUTOR_PARAMETERS.items():
+        value = getattr(options, option)
+        if value:
+            params[parameter] = convert(value)
     extra = sbatch_parameters(options.sbatch)
     if dependency:
         params["dependency"] = dependency
