@@ -78,6 +78,16 @@ def tiny_clip(tiny_clip_path):
 
 
 @pytest.fixture(scope="session")
+def pacs_root(tmp_path_factory):
+    """A data root holding a generated PACS (4 domains, leave-one-domain-out layout)."""
+    from vlprompt.testing.fake_dg_data import make_pacs
+
+    root = tmp_path_factory.mktemp("pacs")
+    make_pacs(str(root))
+    return str(root)
+
+
+@pytest.fixture(scope="session")
 def caltech_root(tmp_path_factory):
     """A data root holding a generated Caltech101 (10 classes after the ignored folders, 12 images each)."""
     from vlprompt.testing.fake_data import make_caltech101

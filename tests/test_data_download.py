@@ -33,7 +33,21 @@ def loopback_only(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", connect)
 
 
-class Server:
+class LocalHTTPServer:
+    """An HTTP server on 127.0.0.1 (a free port) in a daemon thread; `url`, `close()`."""
+
+    def serve(self, handler):
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class Server(LocalHTTPServer):
     def __init__(self, directory):
         self.directory = directory
         self.requests = []
@@ -43,15 +57,7 @@ class Server:
             def log_message(self, *args):
                 server.requests.append(self.path)
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
-                                                     functools.partial(Handler, directory=str(directory)))
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.serve(functools.partial(Handler, directory=str(directory)))
 
 
 @pytest.fixture
@@ -231,7 +237,7 @@ def test_failed_download_names_the_source(server, tmp_path, capsys):
 
 
 # ------------------------------------------------------------------ resume, retries, progress (pooch)
-class FlakyServer:
+class FlakyServer(LocalHTTPServer):
     """Serves one file at /big.bin, honouring `Range: bytes=N-` with a 206. The first len(`drops`)
     requests are cut off: the headers promise the whole (remaining) file, then the connection closes
     once the file's first drops[i] bytes have been sent. `seen` records each request's Range header."""
@@ -271,14 +277,7 @@ class FlakyServer:
                     return
                 self.wfile.write(body)
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.serve(Handler)
 
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB

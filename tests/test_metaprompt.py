@@ -17,7 +17,6 @@ from trainers.metaprompt import (IMAGENET_TEMPLATES, MetaPromptCLIP, class_split
 from vlprompt.clip_loader import clip
 from vlprompt.config import build_config
 from vlprompt.engine import build_trainer
-from vlprompt.testing.fake_dg_data import make_pacs
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 B2N_CONFIG = "MetaPrompt/vit_b16_c2_ep8_batch16_2+2ctx"
@@ -34,13 +33,6 @@ def make_trainer(root, clip_path, out, dataset, config, trainer="MetaPrompt", **
     trainer.initial_prompts = {k: v.clone() for k, v in trainer.model.prompt_learner.state_dict().items()}
     trainer.batch_idx, trainer.num_batches = 0, 10
     return trainer
-
-
-@pytest.fixture(scope="module")
-def pacs_root(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp("pacs"))
-    make_pacs(root)
-    return root
 
 
 @pytest.fixture(scope="module")

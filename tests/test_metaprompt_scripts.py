@@ -5,11 +5,8 @@ import os
 import re
 import subprocess
 
-import pytest
-
 from helpers import REPO_ROOT, fast_opts, read_result, run_script
 from vlprompt.engine import DATASET_REGISTRY
-from vlprompt.testing.fake_dg_data import make_pacs
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # the tiny model runs faster on one thread
 B2N_CFG = "vit_b16_c2_ep8_batch16_2+2ctx"
@@ -38,13 +35,6 @@ def test_base2new_train_then_test(tmp_path, caltech_root, tiny_clip_path):
 
     again = run_script("metaprompt/base2new_train.sh", "caltech101", 1, *opts, data=caltech_root, output=out)
     assert "so skip this job" in again.stdout
-
-
-@pytest.fixture(scope="module")
-def pacs_root(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp("pacs"))
-    make_pacs(root)
-    return root
 
 
 def test_dg_one_target_skip_and_resume(tmp_path, pacs_root, tiny_clip_path):

@@ -24,7 +24,6 @@ import torch.nn.functional as F
 from helpers import REPO_ROOT, fast_opts, read_result, run_train
 from vlprompt.classifier import PromptedCLIP
 from vlprompt.engine import TRAINER_REGISTRY, build_data_loader, build_transform
-from vlprompt.testing.fake_dg_data import make_pacs
 
 PLUGIN_PACKAGE = "trainers"  # the repository's trainers/ modules register under trainers.<module>
 
@@ -75,13 +74,6 @@ def settings(name):
 
 
 # ------------------------------------------------------------------------------------------ building
-@pytest.fixture(scope="module")
-def pacs_root(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp("pacs"))
-    make_pacs(root)
-    return root
-
-
 @pytest.fixture(scope="module")
 def build(tiny_clip_path, caltech_root, pacs_root, tmp_path_factory):
     """build(name, prec, *flags_and_opts, out=None, seed=None) -> the trainer train.py builds (not trained)."""
