@@ -152,14 +152,15 @@ def add_results_commands(subparsers):
 
 
 def cmd_run(args):
-    from vlprompt.runner import plan_protocol, run_protocol, status
+    from vlprompt.runner import plan_protocol, run_protocol, runner_log_dir, status
 
     data = args.root or os.environ.get("DATA", "")
     try:
         if args.status:
             stages = plan_protocol(args.protocol, args.method, args.output, data, args.datasets, args.seeds,
                                    args.shots, args.opts, repo=args.repo)
-            counts = status(stages, launcher=args.launcher, output=args.output)
+            counts = status(stages, launcher=args.launcher, output=args.output,
+                            log_dir=runner_log_dir(args.output, args.protocol, args.method))
             return 1 if counts.get("failed") else 0
         extra = {}
         if args.launcher == "slurm":

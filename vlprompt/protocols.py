@@ -71,21 +71,29 @@ def coop_config(backbone, shots, dataset):
     return f"{backbone}_ep100" if shots in (2, 4) else backbone
 
 
-class _Planner:
-    def __init__(self, repo, data, output, opts, variant):
+class Planner:
+    """Builds the runs of the protocols: one method per kind of run, each the train.py command line and output
+    directory of one script of scripts/ (named in its docstring). The plans below and the scripts
+    (vlprompt.script_jobs) both build their runs here.
+
+    data: train.py's --root; output: the output tree's root; opts: KEY VALUE options for every run; variant:
+    None names the variant directory from `opts` as the scripts do, "" keeps the plain tree, a name gives
+    `<CFG>+name` (the scripts' VARIANT)."""
+
+    def __init__(self, repo, data, output, opts=(), variant=None):
         from .plugins import find_codebase
 
         self.repo = find_codebase("train.py", repo, "vlprompt's codebase (train.py and configs/)")
         self.data, self.output = data, os.path.abspath(output)
         self.opts = [str(o) for o in opts]
+        if variant is not None and ("/" in variant or variant.startswith(".")):
+            raise ProtocolError(f"VARIANT={variant}: a variant name is one folder-name part (no '/', not starting "
+                                "with '.')")
         if len(self.opts) % 2:
             raise ProtocolError(f"options must be KEY VALUE pairs; got an odd number: {' '.join(self.opts)}")
         if variant is None:  # as the scripts name it (VARIANT unset)
             self.suffix = variant_name(self.opts)
         else:
-            if "/" in variant or variant.startswith("."):
-                raise ProtocolError(f"variant {variant!r}: a variant name is one folder-name part (no '/', not "
-                                    "starting with '.')")
             self.suffix = f"+{variant}" if variant else ""
 
     def dataset_config(self, dataset):
@@ -106,33 +114,125 @@ class _Planner:
         return "/".join([self.output, *map(str, parts)])
 
     def argv(self, trainer, config_trainer, cfg, dataset, seed, output_dir, *extra):
-        """train.py's command line as scripts/_protocols.sh's train_py writes it."""
+        """train.py's command line (the scripts' order of arguments)."""
+        dataset_file, config_file = self.dataset_config(dataset), self.trainer_config(config_trainer, cfg)
         head = ["--skip-finished", "--root", self.data]
         if seed is not None:
             head += ["--seed", str(seed)]
-        return head + ["--trainer", trainer, "--dataset-config-file", self.dataset_config(dataset),
-                       "--config-file", self.trainer_config(config_trainer, cfg), "--output-dir", output_dir,
-                       *map(str, extra)]
+        return head + ["--trainer", trainer, "--dataset-config-file", dataset_file, "--config-file", config_file,
+                       "--output-dir", output_dir, *map(str, extra)]
 
     def test_argv(self, trainer, cfg, dataset, seed, output_dir, model_dir, load_epoch, *extra):
         epoch = TRAINED_EPOCH if load_epoch is None else str(load_epoch)
         return self.argv(trainer, trainer, cfg, dataset, seed, output_dir, "--model-dir", model_dir,
                          "--load-epoch", epoch, "--eval-only", *extra)
 
+    # base-to-new (scripts/<method>/base2new_*.sh) ----------------------------------------------------
+    def b2n_tail(self, trainer, cfg, dataset, seed, shots):
+        return f"{dataset}/shots_{shots}/{trainer}/{cfg}{self.suffix}/seed{seed}"
+
+    def base2new_train(self, trainer, cfg, dataset, seed, shots=16):
+        """base2new_train.sh: 16-shot training on the base classes; its final test is the base accuracy."""
+        out_dir = self.out("base2new/train_base", self.b2n_tail(trainer, cfg, dataset, seed, shots))
+        return Run(f"{dataset}-seed{seed}-train", self.argv(
+            trainer, trainer, cfg, dataset, seed, out_dir, "DATASET.NUM_SHOTS", shots, "DATASET.SUBSAMPLE_CLASSES",
+            "base", *self.opts), out_dir)
+
+    def base2new_test(self, trainer, cfg, dataset, seed, shots=16, load_epoch=None):
+        """base2new_test.sh: the base-trained model evaluated on the new classes."""
+        tail = self.b2n_tail(trainer, cfg, dataset, seed, shots)
+        model_dir, out_dir = self.out("base2new/train_base", tail), self.out("base2new/test_new", tail)
+        return Run(f"{dataset}-seed{seed}-test", self.test_argv(
+            trainer, cfg, dataset, seed, out_dir, model_dir, load_epoch, "DATASET.NUM_SHOTS", shots,
+            "DATASET.SUBSAMPLE_CLASSES", "new", *self.opts), out_dir, after=[f"{dataset}-seed{seed}-train"])
+
+    # cross-dataset and ImageNet DG (xd_*.sh) -------------------------------------------------------
+    def xd_folder(self, trainer, cfg, shots):
+        return f"{trainer}/{cfg}_{shots}shots{self.suffix}"
+
+    def xd_train(self, trainer, cfg, source, seed, shots=16):
+        """xd_train.sh: training on all classes of the source dataset (ImageNet)."""
+        out_dir = self.out(source, self.xd_folder(trainer, cfg, shots), f"seed{seed}")
+        return Run(f"{source}-seed{seed}-train", self.argv(trainer, trainer, cfg, source, seed, out_dir,
+                                                           "DATASET.NUM_SHOTS", shots, *self.opts), out_dir)
+
+    def xd_test(self, trainer, cfg, target, seed, shots=16, load_epoch=None, source="imagenet"):
+        """xd_test.sh: the source model on all classes and the whole test set of another dataset."""
+        folder = self.xd_folder(trainer, cfg, shots)
+        model_dir, out_dir = self.out(source, folder, f"seed{seed}"), self.out("evaluation", folder, target, f"seed{seed}")
+        return Run(f"{target}-seed{seed}-test", self.test_argv(trainer, cfg, target, seed, out_dir, model_dir,
+                                                               load_epoch, *self.opts),
+                   out_dir, after=[f"{source}-seed{seed}-train"])
+
+    # CoOp (scripts/coop/main.sh, eval.sh) ------------------------------------------------------------
+    def coop_folder(self, cfg, shots, ctp, nctx, csc):
+        return f"CoOp/{cfg}_{shots}shots/nctx{nctx}_csc{csc}_ctp{ctp}{self.suffix}"
+
+    def coop_train(self, dataset, cfg, seed, shots, ctp="end", nctx=16, csc=False):
+        """main.sh DATASET CFG CTP NCTX SHOTS CSC, one seed: few-shot training, then the test set."""
+        out_dir = self.out(dataset, self.coop_folder(cfg, shots, ctp, nctx, csc), f"seed{seed}")
+        return Run(f"{dataset}-{shots}shots-seed{seed}", self.argv(
+            "CoOp", "CoOp", cfg, dataset, seed, out_dir, *_coop_options(ctp, nctx, csc), "DATASET.NUM_SHOTS", shots,
+            *self.opts), out_dir)
+
+    def coop_test(self, dataset, cfg, seed, load_epoch=None, ctp="end", nctx=16, csc=False):
+        """eval.sh DATASET CFG, one seed: the 16-shot ImageNet model (main.sh imagenet CFG end 16 16 False)."""
+        folder = self.coop_folder(cfg, 16, ctp, nctx, csc)
+        model_dir, out_dir = self.out("imagenet", folder, f"seed{seed}"), self.out("evaluation", folder, dataset,
+                                                                                  f"seed{seed}")
+        return Run(f"{dataset}-seed{seed}-test", self.test_argv(
+            "CoOp", cfg, dataset, seed, out_dir, model_dir, load_epoch, *_coop_options(ctp, nctx, csc), *self.opts),
+            out_dir, after=[f"imagenet-{16}shots-seed{seed}"])
+
+    # zero-shot CLIP (scripts/zsclip/zeroshot.sh) -----------------------------------------------------
+    def zeroshot(self, trainer, cfg, dataset):
+        """zeroshot.sh DATASET CFG: no seed, no training (configs/trainers/CoOp/CFG.yaml)."""
+        out_dir = self.out(trainer, f"{cfg}{self.suffix}", dataset)
+        return Run(dataset, self.argv(trainer, "CoOp", cfg, dataset, None, out_dir, "--eval-only", *self.opts),
+                   out_dir)
+
+    # leave-one-domain-out DG (scripts/metaprompt/dg.sh) ----------------------------------------------
+    def dg_train(self, trainer, cfg, dataset, target, seed, shots):
+        """dg.sh DATASET TARGET SEED SHOTS: training on the other domains; its final test is the held-out one."""
+        if dataset not in DG_DOMAINS:
+            raise ProtocolError(f"unknown DG dataset {dataset!r}; choose one of: {' '.join(DG_DOMAINS)}")
+        if target not in DG_DOMAINS[dataset]:
+            raise ProtocolError(f"{target!r} is not a domain of {dataset}; choose one of: "
+                                f"{' '.join(DG_DOMAINS[dataset])}")
+        out_dir = self.out("dg", dataset, f"shots_{shots}", trainer, f"{cfg}{self.suffix}", target, f"seed{seed}")
+        argv = self.argv(trainer, trainer, cfg, dataset, seed, out_dir, "DATASET.NUM_SHOTS", shots, *self.opts)
+        i = argv.index("--output-dir")  # dg.sh passes --target-domains before --output-dir
+        return Run(f"{dataset}-{target}-seed{seed}", argv[:i] + ["--target-domains", target] + argv[i:], out_dir)
+
+    # released weights (scripts/<method>/reproduce*.sh) -----------------------------------------------
+    def released_base2new(self, trainer, cfg, dataset, seed, model_dir, epoch, shots=16):
+        """reproduce.sh: a released base-class model evaluated on the base and on the new classes (where
+        base2new_train.sh's final test and base2new_test.sh write)."""
+        tail = self.b2n_tail(trainer, cfg, dataset, seed, shots)
+        return [Run(f"{dataset}-seed{seed}-test-{sub}", self.argv(
+            trainer, trainer, cfg, dataset, seed, self.out(f"base2new/test_{sub}", tail), "--model-dir", model_dir,
+            "--load-epoch", epoch, "--eval-only", "DATASET.NUM_SHOTS", shots, "DATASET.SUBSAMPLE_CLASSES", sub,
+            *self.opts), self.out(f"base2new/test_{sub}", tail)) for sub in ("base", "new")]
+
+    def released_xd(self, trainer, cfg, dataset, seed, model_dir, epoch, shots=16):
+        """reproduce_xd.sh: a released ImageNet model on all classes of a dataset (where xd_test.sh writes)."""
+        out_dir = self.out("evaluation", self.xd_folder(trainer, cfg, shots), dataset, f"seed{seed}")
+        return Run(f"{dataset}-seed{seed}-test", self.argv(trainer, trainer, cfg, dataset, seed, out_dir,
+                                                           "--model-dir", model_dir, "--load-epoch", epoch,
+                                                           "--eval-only", *self.opts), out_dir)
+
 
 def plan(protocol, method, data, output, datasets=None, seeds=(1, 2, 3), shots=None, opts=(), variant=None,
          trainer=None, cfg=None, backbone=None, load_epoch=None, source="imagenet", repo=None):
-    """The stages of a protocol (lists of Run). data: the data root (train.py --root); output: the output
-    tree's root; opts: KEY VALUE options for every run; variant: None names the variant directory from
-    `opts` as the scripts do, "" keeps the plain tree, a name gives `<CFG>+name` (the scripts' VARIANT);
-    trainer, cfg: override the method's (the scripts' TRAINER, CFG); shots: base2new/xd/imagenet_dg one
-    number (default 16), dg one number (default 5), fewshot a list (default 1 2 4 8 16); backbone: CoOp's
-    and zero-shot CLIP's config family (rn50, vit_b16, ...); load_epoch: the scripts' LOADEP."""
+    """The stages of a protocol (lists of Run). data, output, opts, variant: as Planner's; trainer, cfg:
+    override the method's (the scripts' TRAINER, CFG); shots: base2new/xd/imagenet_dg one number (default
+    16), dg one number (default 5), fewshot a list (default 1 2 4 8 16); backbone: CoOp's and zero-shot
+    CLIP's config family (rn50, vit_b16, ...); load_epoch: the scripts' LOADEP."""
     if protocol not in PROTOCOLS:
         raise ProtocolError(f"unknown protocol {protocol!r}; choose one of: {', '.join(PROTOCOLS)}")
     if method not in METHODS:
         raise ProtocolError(f"unknown method {method!r}; choose one of: {', '.join(sorted(METHODS))}")
-    p = _Planner(repo, data, output, opts, variant)
+    p = Planner(repo, data, output, opts, variant)
     seeds = [int(s) for s in seeds]
     m_trainer, b2n_cfg, xd_cfg = METHODS[method]
     trainer = trainer or m_trainer
@@ -144,131 +244,67 @@ def plan(protocol, method, data, output, datasets=None, seeds=(1, 2, 3), shots=N
         return shots_list[0] if shots_list else default
 
     if method == "coop" and protocol in ("xd", "imagenet_dg"):
-        return _coop_imagenet(p, protocol, datasets, seeds, cfg or f"{backbone or 'rn50'}_ep50", load_epoch)
+        targets = datasets or (XD_TARGETS if protocol == "xd" else IMAGENET_VARIANTS)
+        config = cfg or f"{backbone or 'rn50'}_ep50"
+        return [[p.coop_train("imagenet", config, s, 16, **COOP_CONTEXT) for s in seeds],
+                [p.coop_test(d, config, s, load_epoch, **COOP_CONTEXT) for s in seeds for d in targets]]
     if protocol == "fewshot":
         if method != "coop":
             raise ProtocolError("the few-shot protocol has scripts for coop only (scripts/coop/main.sh)")
-        return _coop_fewshot(p, datasets, seeds, shots_list or FEWSHOT_SHOTS, cfg, backbone or "rn50")
+        return [[p.coop_train(d, cfg or coop_config(backbone or "rn50", k, d), s, k, **COOP_CONTEXT)
+                 for d in datasets or BASE2NEW_DATASETS for k in shots_list or FEWSHOT_SHOTS for s in seeds]]
     if protocol == "zeroshot":
         if method != "zsclip":
             raise ProtocolError("the zero-shot protocol is zsclip's (scripts/zsclip/zeroshot.sh)")
-        return _zeroshot(p, datasets, trainer, cfg or backbone or "vit_b16")
+        return [[p.zeroshot(trainer, cfg or backbone or "vit_b16", d)
+                 for d in datasets or BASE2NEW_DATASETS + IMAGENET_VARIANTS]]
     if protocol == "dg":
         if method != "metaprompt":
             raise ProtocolError("the leave-one-domain-out DG protocol has scripts for metaprompt only")
-        return _dg(p, datasets, seeds, one_shots(5), trainer, cfg or DG_CONFIG)
+        k, config = one_shots(5), cfg or DG_CONFIG
+        for d in datasets or list(DG_DOMAINS):
+            if d not in DG_DOMAINS:
+                raise ProtocolError(f"unknown DG dataset {d!r}; choose one of: {' '.join(DG_DOMAINS)}")
+        return [[p.dg_train(trainer, config, d, t, s, k)
+                 for d in datasets or list(DG_DOMAINS) for t in DG_DOMAINS[d] for s in seeds]]
     if b2n_cfg is None:
         raise ProtocolError(f"{method} has no {protocol} protocol")
     k = one_shots(16)
     if protocol == "base2new":
-        return _base2new(p, datasets, seeds, k, trainer, cfg or b2n_cfg, load_epoch)
+        config = cfg or b2n_cfg
+        pairs = [(d, s) for d in datasets or BASE2NEW_DATASETS for s in seeds]
+        return [[p.base2new_train(trainer, config, d, s, k) for d, s in pairs],
+                [p.base2new_test(trainer, config, d, s, k, load_epoch) for d, s in pairs]]
     if xd_cfg is None:
         raise ProtocolError(f"{method} has no cross-dataset protocol; use dg")
+    config = cfg or xd_cfg
     targets = datasets or (XD_TARGETS if protocol == "xd" else IMAGENET_VARIANTS)
-    return _xd(p, targets, seeds, k, trainer, cfg or xd_cfg, load_epoch, source)
-
-
-def _base2new(p, datasets, seeds, shots, trainer, cfg, load_epoch):
-    train, test = [], []
-    for d in datasets or BASE2NEW_DATASETS:
-        for s in seeds:
-            tail = f"{d}/shots_{shots}/{trainer}/{cfg}{p.suffix}/seed{s}"
-            model_dir, out_dir = p.out("base2new/train_base", tail), p.out("base2new/test_new", tail)
-            train.append(Run(f"{d}-seed{s}-train", p.argv(trainer, trainer, cfg, d, s, model_dir, "DATASET.NUM_SHOTS",
-                                                            shots, "DATASET.SUBSAMPLE_CLASSES", "base", *p.opts),
-                             model_dir))
-            test.append(Run(f"{d}-seed{s}-test", p.test_argv(trainer, cfg, d, s, out_dir, model_dir, load_epoch,
-                                                             "DATASET.NUM_SHOTS", shots, "DATASET.SUBSAMPLE_CLASSES",
-                                                             "new", *p.opts),
-                            out_dir, after=[f"{d}-seed{s}-train"]))
-    return [train, test]
-
-
-def _xd(p, targets, seeds, shots, trainer, cfg, load_epoch, source):
-    folder = f"{trainer}/{cfg}_{shots}shots{p.suffix}"
-    train, test = [], []
-    for s in seeds:
-        model_dir = p.out(source, folder, f"seed{s}")
-        train.append(Run(f"{source}-seed{s}-train", p.argv(trainer, trainer, cfg, source, s, model_dir,
-                                                           "DATASET.NUM_SHOTS", shots, *p.opts), model_dir))
-        for d in targets:
-            out_dir = p.out("evaluation", folder, d, f"seed{s}")
-            test.append(Run(f"{d}-seed{s}-test", p.test_argv(trainer, cfg, d, s, out_dir, model_dir, load_epoch,
-                                                             *p.opts), out_dir, after=[f"{source}-seed{s}-train"]))
-    return [train, test]
+    return [[p.xd_train(trainer, config, source, s, k) for s in seeds],
+            [p.xd_test(trainer, config, t, s, k, load_epoch, source) for s in seeds for t in targets]]
 
 
 def _coop_options(ctp, nctx, csc):
     return ["TRAINER.COOP.N_CTX", nctx, "TRAINER.COOP.CSC", csc, "TRAINER.COOP.CLASS_TOKEN_POSITION", ctp]
 
 
-def _coop_folder(cfg, shots, p, ctp, nctx, csc):
-    return f"CoOp/{cfg}_{shots}shots/nctx{nctx}_csc{csc}_ctp{ctp}{p.suffix}"
-
-
-def _coop_fewshot(p, datasets, seeds, shots_list, cfg, backbone):
-    """scripts/coop/main.sh DATASET CFG end 16 SHOTS False, per dataset and shot count."""
-    runs = []
-    for d in datasets or BASE2NEW_DATASETS:
-        for k in shots_list:
-            config = cfg or coop_config(backbone, k, d)
-            for s in seeds:
-                out_dir = p.out(d, _coop_folder(config, k, p, **COOP_CONTEXT), f"seed{s}")
-                runs.append(Run(f"{d}-{k}shots-seed{s}", p.argv(
-                    "CoOp", "CoOp", config, d, s, out_dir, *_coop_options(**COOP_CONTEXT), "DATASET.NUM_SHOTS", k,
-                    *p.opts), out_dir))
-    return [runs]
-
-
-def _coop_imagenet(p, protocol, datasets, seeds, cfg, load_epoch):
-    """CoOp's ImageNet models (main.sh imagenet CFG end 16 16 False) on other datasets (eval.sh)."""
-    folder = _coop_folder(cfg, 16, p, **COOP_CONTEXT)
-    context = _coop_options(**COOP_CONTEXT)
-    train, test = [], []
-    for s in seeds:
-        model_dir = p.out("imagenet", folder, f"seed{s}")
-        train.append(Run(f"imagenet-seed{s}-train", p.argv("CoOp", "CoOp", cfg, "imagenet", s, model_dir, *context,
-                                                           "DATASET.NUM_SHOTS", 16, *p.opts), model_dir))
-        for d in datasets or (XD_TARGETS if protocol == "xd" else IMAGENET_VARIANTS):
-            out_dir = p.out("evaluation", folder, d, f"seed{s}")
-            test.append(Run(f"{d}-seed{s}-test", p.test_argv("CoOp", cfg, d, s, out_dir, model_dir, load_epoch,
-                                                             *context, *p.opts),
-                            out_dir, after=[f"imagenet-seed{s}-train"]))
-    return [train, test]
-
-
-def _zeroshot(p, datasets, trainer, cfg):
-    """scripts/zsclip/zeroshot.sh DATASET CFG: no seed, no training (configs/trainers/CoOp/CFG.yaml)."""
-    runs = []
-    for d in datasets or BASE2NEW_DATASETS + IMAGENET_VARIANTS:
-        out_dir = p.out(trainer, f"{cfg}{p.suffix}", d)
-        runs.append(Run(d, p.argv(trainer, "CoOp", cfg, d, None, out_dir, "--eval-only", *p.opts), out_dir))
-    return [runs]
-
-
-def _dg(p, datasets, seeds, shots, trainer, cfg):
-    """scripts/metaprompt/dg.sh DATASET TARGET SEED SHOTS: each held-out domain x seed."""
-    runs = []
-    for d in datasets or list(DG_DOMAINS):
-        if d not in DG_DOMAINS:
-            raise ProtocolError(f"unknown DG dataset {d!r}; choose one of: {' '.join(DG_DOMAINS)}")
-        for t in DG_DOMAINS[d]:
-            for s in seeds:
-                out_dir = p.out("dg", d, f"shots_{shots}", trainer, f"{cfg}{p.suffix}", t, f"seed{s}")
-                argv = p.argv(trainer, trainer, cfg, d, s, out_dir, "DATASET.NUM_SHOTS", shots, *p.opts)
-                i = argv.index("--output-dir")  # dg_train passes --target-domains before --output-dir
-                runs.append(Run(f"{d}-{t}-seed{s}", argv[:i] + ["--target-domains", t] + argv[i:], out_dir))
-    return [runs]
-
-
 # ------------------------------------------------------------------------------------------ execution
-def trained_epoch(model_dir):
-    """The epoch the finished training run in model_dir saved last (its `<name>/checkpoint` pointer)."""
+def trained_epoch(model_dir, suffix=""):
+    """The epoch the finished training run in model_dir saved last (its `<name>/checkpoint` pointer). suffix:
+    the variant suffix of model_dir's config folder, to name the variants that were trained when it was not."""
     if not os.path.isdir(model_dir):
-        raise ProtocolError(f"no trained model at {model_dir}: run the training first")
+        cfg_dir, seed_dir = os.path.split(model_dir.rstrip("/"))
+        parent, folder = os.path.split(cfg_dir)
+        stem = folder[:-len(suffix)] if suffix and folder.endswith(suffix) else folder
+        others = sorted(name for name in (os.listdir(parent) if os.path.isdir(parent) else [])
+                        if name != folder and (name == stem or name.startswith(stem + "+"))
+                        and os.path.isdir(os.path.join(parent, name, seed_dir)))
+        if others:
+            raise ProtocolError(f"no trained model at {model_dir}, but variants of it were trained: {' '.join(others)}."
+                                " Pass the KEY VALUE options they were trained with (or VARIANT=<name>)")
+        raise ProtocolError(f"no trained model at {model_dir}: run the training script first")
     if not os.path.isfile(os.path.join(model_dir, "result.json")):
-        raise ProtocolError(f"the training run in {model_dir} has not finished (no result.json): run it again to "
-                            "resume it")
+        raise ProtocolError(f"the training run in {model_dir} has not finished (no result.json): run the training "
+                            "script again to resume it, or set LOADEP to evaluate a given epoch")
     pointers = sorted(glob.glob(os.path.join(glob.escape(model_dir), "*", "checkpoint")))
     if not pointers:
         raise ProtocolError(f"no checkpoint pointer (<name>/checkpoint) in {model_dir}")
@@ -277,11 +313,29 @@ def trained_epoch(model_dir):
     return name.rsplit("-", 1)[-1]
 
 
-def resolve_argv(argv):
-    """A run's argv with TRAINED_EPOCH replaced by the epoch its --model-dir's training run saved."""
+def released_epoch(model_dir):
+    """The epoch of the checkpoint a released run folder holds: its `<Name>/checkpoint` pointer when the file
+    it names exists, else its highest `<Name>/model.pth.tar-N`."""
+    pointers = sorted(glob.glob(os.path.join(glob.escape(model_dir), "*", "checkpoint")))
+    if pointers:
+        with open(pointers[0]) as f:
+            name = f.readline().strip()
+        if name and os.path.isfile(os.path.join(os.path.dirname(pointers[0]), name)):
+            return name.rsplit("-", 1)[-1]
+    files = glob.glob(os.path.join(glob.escape(model_dir), "*", "model.pth.tar-*"))
+    epochs = [int(e) for e in (path.rsplit("-", 1)[-1] for path in files if os.path.isfile(path)) if e.isdigit()]
+    if not epochs:
+        raise ProtocolError(f"no checkpoint in {model_dir}: expected {model_dir}/<Name>/model.pth.tar-N (Name: "
+                            "MultiModalPromptLearner, VLPromptLearner or prompt_learner)")
+    return str(max(epochs))
+
+
+def resolve_argv(argv, suffix=""):
+    """A run's argv with TRAINED_EPOCH replaced by the epoch its --model-dir's training run saved (suffix: as
+    trained_epoch's)."""
     argv = list(argv)
     if TRAINED_EPOCH in argv:
-        argv[argv.index(TRAINED_EPOCH)] = trained_epoch(argv[argv.index("--model-dir") + 1])
+        argv[argv.index(TRAINED_EPOCH)] = trained_epoch(argv[argv.index("--model-dir") + 1], suffix)
     return argv
 
 

@@ -52,20 +52,27 @@ def plan_protocol(protocol, method, output, data, datasets=None, seeds=(1, 2, 3)
                 variant=variant, repo=repo)
 
 
-def status(stages, launcher="local", output=None, out=print):
-    """Print each run's state (done / running / failed with its log / pending); returns {state: count}."""
+def status(stages, launcher="local", output=None, out=print, log_dir=None):
+    """Print each run's state (done / running / failed with its log / pending); returns {state: count}.
+    log_dir: the local launcher's run logs (a run with a log there was started)."""
     from .launchers.base import STATES, run_state
 
     if launcher == "slurm" and output is not None:  # also the job ids and what squeue says about them
         states = list(_launcher_module(launcher).status(stages, output).values())
     else:
-        states = [run_state(run) for run in all_runs(stages)]
+        states = [run_state(run, os.path.join(log_dir, f"{run.name}.log") if log_dir else None)
+                  for run in all_runs(stages)]
     counts = {state: 0 for state in STATES}
     for state in states:
         counts[state.state] += 1
         out("  " + state.describe())
     out(", ".join(f"{n} {state}" for state, n in counts.items()) + f" (of {len(states)} runs)")
     return counts
+
+
+def runner_log_dir(output, protocol, method):
+    """Where the local launcher writes each run's console output (<run name>.log)."""
+    return os.path.join(output, "runner-logs", f"{protocol}-{method}")
 
 
 def _launcher_module(name):
@@ -83,7 +90,7 @@ def run_protocol(protocol, method, output, data, datasets=None, seeds=(1, 2, 3),
     the failed runs."""
     stages = plan_protocol(protocol, method, output, data, datasets, seeds, shots, opts, repo, variant)
     runs = all_runs(stages)
-    log_dir = os.path.join(output, "runner-logs", f"{protocol}-{method}")
+    log_dir = runner_log_dir(output, protocol, method)
     module = _launcher_module(launcher)
     if launcher == "local":
         slots = gpu_slots(gpus, jobs_per_gpu)

@@ -2,5 +2,4 @@
 # CoCoOp base-to-new: evaluate the base-trained model on the new classes (the epoch it was trained to).
 # Usage: DATA=/path/to/datasets bash scripts/cocoop/base2new_test.sh DATASET SEED [KEY VALUE ...]
 source "$(dirname "${BASH_SOURCE[0]}")/../_protocols.sh"
-[ $# -ge 2 ] || usage "DATASET SEED [KEY VALUE ...]"
-base2new_test "${TRAINER:-CoCoOp}" "${CFG:-vit_b16_c4_ep10_batch1_ctxv1}" "$@"
+script_job base2new_test cocoop "$@"

@@ -3,5 +3,4 @@
 # Usage: DATA=/path/to/datasets bash scripts/cocoop/base2new_train.sh DATASET SEED [KEY VALUE ...]
 # CoOp under this protocol: TRAINER=CoOp CFG=vit_b16_ctxv1 (ImageNet: vit_b16_ep50_ctxv1) bash ...
 source "$(dirname "${BASH_SOURCE[0]}")/../_protocols.sh"
-[ $# -ge 2 ] || usage "DATASET SEED [KEY VALUE ...]"
-base2new_train "${TRAINER:-CoCoOp}" "${CFG:-vit_b16_c4_ep10_batch1_ctxv1}" "$@"
+script_job base2new_train cocoop "$@"

@@ -2,5 +2,4 @@
 # CoCoOp cross-dataset / domain generalization: train on all 1000 ImageNet classes (16 shots).
 # Usage: DATA=/path/to/datasets bash scripts/cocoop/xd_train.sh SEED [KEY VALUE ...]
 source "$(dirname "${BASH_SOURCE[0]}")/../_protocols.sh"
-[ $# -ge 1 ] || usage "SEED [KEY VALUE ...]"
-xd_train "${TRAINER:-CoCoOp}" "${CFG:-vit_b16_c4_ep10_batch1_ctxv1}" imagenet "$@"
+script_job xd_train_source cocoop "$@"

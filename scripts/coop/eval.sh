@@ -5,20 +5,4 @@
 # Usage: DATA=/path/to/datasets bash scripts/coop/eval.sh DATASET CFG [KEY VALUE ...]
 #   e.g. bash scripts/coop/eval.sh imagenet_a rn50_ep50
 source "$(dirname "${BASH_SOURCE[0]}")/../_protocols.sh"
-[ $# -ge 2 ] || usage "DATASET CFG [KEY VALUE ...]"
-DATASET=$1 CFG=$2; shift 2
-TRAINER=CoOp
-require_data
-resolve_configs $TRAINER "$CFG" "$DATASET"
-variant_of "$@"
-failed=()
-for SEED in ${SEEDS:-1 2 3}; do
-    MODEL_DIR="$OUTPUT/imagenet/$TRAINER/${CFG}_16shots/nctx16_cscFalse_ctpend$VARIANT_SUFFIX/seed$SEED"
-    DIR="$OUTPUT/evaluation/$TRAINER/${CFG}_16shots/nctx16_cscFalse_ctpend$VARIANT_SUFFIX/$DATASET/seed$SEED"
-    EPOCH=$(trained_epoch "$MODEL_DIR")
-    train_py --root "$DATA" --seed "$SEED" --trainer $TRAINER \
-        --dataset-config-file "$DATASET_CFG_FILE" --config-file "$TRAINER_CFG_FILE" \
-        --output-dir "$DIR" --model-dir "$MODEL_DIR" --load-epoch "$EPOCH" --eval-only \
-        TRAINER.COOP.N_CTX 16 TRAINER.COOP.CSC False TRAINER.COOP.CLASS_TOKEN_POSITION end "$@" || failed+=("seed$SEED")
-done
-[ ${#failed[@]} -eq 0 ] || die "runs failed: ${failed[*]}"
+script_job coop_eval coop "$@"

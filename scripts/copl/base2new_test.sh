@@ -3,5 +3,4 @@
 # Usage: DATA=/path/to/datasets bash scripts/copl/base2new_test.sh DATASET SEED [KEY VALUE ...]
 # Pass the same TRAINER.COPL.* options as to base2new_train.sh: they decide the model's shape.
 source "$(dirname "${BASH_SOURCE[0]}")/../_protocols.sh"
-[ $# -ge 2 ] || usage "DATASET SEED [KEY VALUE ...]"
-base2new_test "${TRAINER:-CoPL}" "${CFG:-vit_b16_c4_ep10_batch1_ctxv1}" "$@"
+script_job base2new_test copl "$@"

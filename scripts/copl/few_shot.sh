@@ -4,11 +4,4 @@
 # the layout of xd_train.sh, so the 16-shot ImageNet run is also the cross-dataset source model.
 # Usage: DATA=/path/to/datasets bash scripts/copl/few_shot.sh DATASET SHOTS [KEY VALUE ...]
 source "$(dirname "${BASH_SOURCE[0]}")/../_protocols.sh"
-[ $# -ge 2 ] || usage "DATASET SHOTS [KEY VALUE ...]"
-DATASET=$1 SHOTS=$2; shift 2
-require_data
-failed=()
-for SEED in ${SEEDS:-1 2 3}; do
-    xd_train "${TRAINER:-CoPL}" "${CFG:-vit_b16_c4_ep10_batch1_ctxv1}" "$DATASET" "$SEED" "$@" || failed+=("seed$SEED")
-done
-[ ${#failed[@]} -eq 0 ] || die "runs failed: ${failed[*]} (re-run this command to resume them)"
+script_job few_shot copl "$@"

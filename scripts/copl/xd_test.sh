@@ -3,5 +3,4 @@
 # all its classes. Pass the same TRAINER.COPL.* options as to xd_train.sh.
 # Usage: DATA=/path/to/datasets bash scripts/copl/xd_test.sh DATASET SEED [KEY VALUE ...]
 source "$(dirname "${BASH_SOURCE[0]}")/../_protocols.sh"
-[ $# -ge 2 ] || usage "DATASET SEED [KEY VALUE ...]"
-xd_test "${TRAINER:-CoPL}" "${CFG:-vit_b16_c4_ep10_batch1_ctxv1}" "$@"
+script_job xd_test copl "$@"

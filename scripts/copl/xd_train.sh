@@ -3,5 +3,4 @@
 # ImageNet unless SOURCE_DATASET says otherwise (xd_test.sh reads the same variable).
 # Usage: DATA=/path/to/datasets bash scripts/copl/xd_train.sh SEED [KEY VALUE ...]
 source "$(dirname "${BASH_SOURCE[0]}")/../_protocols.sh"
-[ $# -ge 1 ] || usage "SEED [KEY VALUE ...]"
-xd_train "${TRAINER:-CoPL}" "${CFG:-vit_b16_c4_ep10_batch1_ctxv1}" "${SOURCE_DATASET:-imagenet}" "$@"
+script_job xd_train_source copl "$@"

@@ -2,5 +2,4 @@
 # Independent V-L prompting (IVLP) base-to-new: evaluate the base-trained model on the new classes, at the epoch it was trained to.
 # Usage: DATA=/path/to/datasets bash scripts/independent-vlp/base2new_test.sh DATASET SEED [KEY VALUE ...]
 source "$(dirname "${BASH_SOURCE[0]}")/../_protocols.sh"
-[ $# -ge 2 ] || usage "DATASET SEED [KEY VALUE ...]"
-base2new_test "${TRAINER:-IVLP}" "${CFG:-vit_b16_c2_ep5_batch4_2+2ctx}" "$@"
+script_job base2new_test independent-vlp "$@"

@@ -2,5 +2,4 @@
 # Deep language prompting (IVLP without vision prompts) base-to-new: evaluate the base-trained model on the new classes, at the epoch it was trained to.
 # Usage: DATA=/path/to/datasets bash scripts/language-prompting/base2new_test.sh DATASET SEED [KEY VALUE ...]
 source "$(dirname "${BASH_SOURCE[0]}")/../_protocols.sh"
-[ $# -ge 2 ] || usage "DATASET SEED [KEY VALUE ...]"
-base2new_test "${TRAINER:-IVLP}" "${CFG:-vit_b16_c2_ep5_batch4_4ctx_language_only}" "$@"
+script_job base2new_test language-prompting "$@"

@@ -3,5 +3,4 @@
 # A finished run is skipped, an interrupted one resumes from its last epoch.
 # Usage: DATA=/path/to/datasets bash scripts/language-prompting/base2new_train.sh DATASET SEED [KEY VALUE ...]
 source "$(dirname "${BASH_SOURCE[0]}")/../_protocols.sh"
-[ $# -ge 2 ] || usage "DATASET SEED [KEY VALUE ...]"
-base2new_train "${TRAINER:-IVLP}" "${CFG:-vit_b16_c2_ep5_batch4_4ctx_language_only}" "$@"
+script_job base2new_train language-prompting "$@"

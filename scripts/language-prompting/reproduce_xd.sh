@@ -3,6 +3,5 @@
 # domain generalization; output/evaluation/..., where xd_test.sh writes).
 # WEIGHTSPATH: the unzipped ImageNet folder, holding seed<SEED>/<Name>/model.pth.tar-N.
 # Usage: DATA=/path/to/datasets bash scripts/language-prompting/reproduce_xd.sh DATASET SEED WEIGHTSPATH [KEY VALUE ...]
-source "$(dirname "${BASH_SOURCE[0]}")/../_reproduce.sh"
-[ $# -ge 3 ] || usage "DATASET SEED WEIGHTSPATH [KEY VALUE ...]"
-reproduce_xd "${TRAINER:-IVLP}" "${CFG:-vit_b16_c2_ep5_batch4_4ctx_language_only}" "$@"
+source "$(dirname "${BASH_SOURCE[0]}")/../_protocols.sh"
+script_job reproduce_xd language-prompting "$@"

@@ -3,5 +3,4 @@
 # A finished run is skipped, an interrupted one resumes from its last epoch.
 # Usage: DATA=/path/to/datasets bash scripts/maple/base2new_train.sh DATASET SEED [KEY VALUE ...]
 source "$(dirname "${BASH_SOURCE[0]}")/../_protocols.sh"
-[ $# -ge 2 ] || usage "DATASET SEED [KEY VALUE ...]"
-base2new_train "${TRAINER:-MaPLe}" "${CFG:-vit_b16_c2_ep5_batch4_2ctx}" "$@"
+script_job base2new_train maple "$@"

@@ -3,6 +3,5 @@
 # (output/base2new/test_base/...) and new classes (output/base2new/test_new/...).
 # WEIGHTSPATH: the unzipped folder of that dataset, holding base/seed<SEED>/<Name>/model.pth.tar-N.
 # Usage: DATA=/path/to/datasets bash scripts/maple/reproduce.sh DATASET SEED WEIGHTSPATH [KEY VALUE ...]
-source "$(dirname "${BASH_SOURCE[0]}")/../_reproduce.sh"
-[ $# -ge 3 ] || usage "DATASET SEED WEIGHTSPATH [KEY VALUE ...]"
-reproduce_base2new "${TRAINER:-MaPLe}" "${CFG:-vit_b16_c2_ep5_batch4_2ctx}" "$@"
+source "$(dirname "${BASH_SOURCE[0]}")/../_protocols.sh"
+script_job reproduce_base2new maple "$@"

@@ -3,5 +3,4 @@
 # Usage: DATA=/path/to/datasets bash scripts/metaprompt/base2new_train.sh DATASET SEED [KEY VALUE ...]
 # The official code's name and config: TRAINER=Meta_B2N CFG=vit_b16 bash ...
 source "$(dirname "${BASH_SOURCE[0]}")/../_protocols.sh"
-[ $# -ge 2 ] || usage "DATASET SEED [KEY VALUE ...]"
-base2new_train "${TRAINER:-MetaPrompt}" "${CFG:-vit_b16_c2_ep8_batch16_2+2ctx}" "$@"
+script_job base2new_train metaprompt "$@"

@@ -4,6 +4,5 @@
 # TARGET_DOMAIN.
 # Usage: DATA=/path/to/datasets bash scripts/metaprompt/dg.sh DATASET TARGET_DOMAIN SEED SHOTS [KEY VALUE ...]
 # The official code's name and config: TRAINER=Meta_DG CFG=vit_b16 bash ...
-source "$(dirname "${BASH_SOURCE[0]}")/../_dg.sh"
-[ $# -ge 4 ] || usage "DATASET TARGET_DOMAIN SEED SHOTS [KEY VALUE ...]"
-dg_train "${TRAINER:-MetaPrompt}" "${CFG:-vit_b16_c4_ep6_batch32_4+4ctx_dg}" "$@"
+source "$(dirname "${BASH_SOURCE[0]}")/../_protocols.sh"
+script_job dg_train metaprompt "$@"

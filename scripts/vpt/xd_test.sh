@@ -3,5 +3,4 @@
 # classes of DATASET, at the epoch it was trained to. SOURCE_DATASET=... if it was not trained on imagenet.
 # Usage: DATA=/path/to/datasets bash scripts/vpt/xd_test.sh DATASET SEED [KEY VALUE ...]
 source "$(dirname "${BASH_SOURCE[0]}")/../_protocols.sh"
-[ $# -ge 2 ] || usage "DATASET SEED [KEY VALUE ...]"
-xd_test "${TRAINER:-VPT}" "${CFG:-vit_b16_c2_ep5_batch4_4}" "$@"
+script_job xd_test vpt "$@"

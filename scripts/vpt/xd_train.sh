@@ -2,5 +2,4 @@
 # Deep vision prompting (VPT) cross-dataset / domain generalization: train on all classes of DATASET (imagenet), 16 shots.
 # Usage: DATA=/path/to/datasets bash scripts/vpt/xd_train.sh DATASET SEED [KEY VALUE ...]   (e.g. imagenet 1)
 source "$(dirname "${BASH_SOURCE[0]}")/../_protocols.sh"
-[ $# -ge 2 ] || usage "DATASET SEED [KEY VALUE ...]   (e.g. imagenet 1)"
-xd_train "${TRAINER:-VPT}" "${CFG:-vit_b16_c2_ep5_batch4_4}" "$@"
+script_job xd_train vpt "$@"

@@ -75,8 +75,10 @@ class RunState:
         return text
 
 
-def run_state(run):
-    """The RunState of `run` from its output directory (module docstring)."""
+def run_state(run, launcher_log=None):
+    """The RunState of `run` from its output directory (module docstring). launcher_log: the log a launcher
+    wrote for the run; if it exists, a run that never got as far as its identity.json (a bad option, a
+    missing dataset) was started all the same, and is failed with that log, not pending."""
     out = run.output_dir
     log = os.path.join(out, LOG_FILE)
     if is_finished(out):
@@ -86,10 +88,58 @@ def run_state(run):
         return RunState(run.name, RUNNING, out, log=log, pid=pid)
     if os.path.isfile(os.path.join(out, IDENTITY_FILE)):
         return RunState(run.name, FAILED, out, log=log)
+    if launcher_log and os.path.isfile(launcher_log):
+        return RunState(run.name, FAILED, out, log=launcher_log)
     return RunState(run.name, PENDING, out)
 
 
 # ----------------------------------------------------------------------------------- running a run
+class ProcessState:
+    """What one run may change of a process that the next run must not see."""
+
+    def __init__(self):
+        import warnings
+
+        import torch
+
+        self.environ, self.cwd, self.argv = dict(os.environ), os.getcwd(), list(sys.argv)
+        self.warning_filters = list(warnings.filters)
+        self.torch = {
+            "dtype": torch.get_default_dtype(), "grad": torch.is_grad_enabled(), "threads": torch.get_num_threads(),
+            "deterministic": torch.are_deterministic_algorithms_enabled(),
+            "matmul_precision": torch.get_float32_matmul_precision(),
+            "cudnn": {k: getattr(torch.backends.cudnn, k) for k in ("benchmark", "deterministic", "enabled",
+                                                                    "allow_tf32")},
+            "cuda_matmul_tf32": torch.backends.cuda.matmul.allow_tf32,
+        }
+
+    def restore(self):
+        import warnings
+
+        import torch
+
+        from ..engine import close_logger
+        from ..validation import RUN_WARNINGS
+
+        close_logger()
+        RUN_WARNINGS.clear()
+        os.environ.clear()
+        os.environ.update(self.environ)
+        os.chdir(self.cwd)
+        sys.argv[:] = self.argv
+        warnings.filters[:] = self.warning_filters
+        t = self.torch
+        torch.set_default_dtype(t["dtype"])
+        torch.set_grad_enabled(t["grad"])
+        if torch.get_num_threads() != t["threads"]:
+            torch.set_num_threads(t["threads"])
+        torch.use_deterministic_algorithms(t["deterministic"])
+        torch.set_float32_matmul_precision(t["matmul_precision"])
+        for key, value in t["cudnn"].items():
+            setattr(torch.backends.cudnn, key, value)
+        torch.backends.cuda.matmul.allow_tf32 = t["cuda_matmul_tf32"]
+
+
 def _train_module(repo=None):
     """The repository's train.py (found by vlprompt.plugins.find_codebase), imported from its file."""
     from ..plugins import find_codebase

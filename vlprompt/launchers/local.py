@@ -20,12 +20,11 @@ import contextlib
 import dataclasses
 import os
 import queue
-import sys
 import time
 import traceback
 
 from ..protocols import all_runs
-from .base import Run, run_in_process
+from .base import ProcessState, Run, run_in_process
 
 
 @dataclasses.dataclass
@@ -33,52 +32,6 @@ class Failure:
     name: str
     log: str
     message: str
-
-
-class ProcessState:
-    """What one run may change of a process that the next run must not see."""
-
-    def __init__(self):
-        import warnings
-
-        import torch
-
-        self.environ, self.cwd, self.argv = dict(os.environ), os.getcwd(), list(sys.argv)
-        self.warning_filters = list(warnings.filters)
-        self.torch = {
-            "dtype": torch.get_default_dtype(), "grad": torch.is_grad_enabled(), "threads": torch.get_num_threads(),
-            "deterministic": torch.are_deterministic_algorithms_enabled(),
-            "matmul_precision": torch.get_float32_matmul_precision(),
-            "cudnn": {k: getattr(torch.backends.cudnn, k) for k in ("benchmark", "deterministic", "enabled",
-                                                                    "allow_tf32")},
-            "cuda_matmul_tf32": torch.backends.cuda.matmul.allow_tf32,
-        }
-
-    def restore(self):
-        import warnings
-
-        import torch
-
-        from ..engine import close_logger
-        from ..validation import RUN_WARNINGS
-
-        close_logger()
-        RUN_WARNINGS.clear()
-        os.environ.clear()
-        os.environ.update(self.environ)
-        os.chdir(self.cwd)
-        sys.argv[:] = self.argv
-        warnings.filters[:] = self.warning_filters
-        t = self.torch
-        torch.set_default_dtype(t["dtype"])
-        torch.set_grad_enabled(t["grad"])
-        if torch.get_num_threads() != t["threads"]:
-            torch.set_num_threads(t["threads"])
-        torch.use_deterministic_algorithms(t["deterministic"])
-        torch.set_float32_matmul_precision(t["matmul_precision"])
-        for key, value in t["cudnn"].items():
-            setattr(torch.backends.cudnn, key, value)
-        torch.backends.cuda.matmul.allow_tf32 = t["cuda_matmul_tf32"]
 
 
 def run_log(log_dir, run):

@@ -217,6 +217,13 @@ def slurm_dir(output):
     return os.path.join(output, SLURM_DIR)
 
 
+def task_log(output, job):
+    """The stdout/stderr of array task `job` ("123_4"), where submitit writes it."""
+    folder = os.path.join(os.path.abspath(slurm_dir(output)), "logs", job)
+    path = os.path.join(folder, f"{job}_0_log.out")
+    return path if os.path.isfile(path) else folder
+
+
 def read_submissions(output):
     import json
 
@@ -247,6 +254,10 @@ def status(stages, output, jobs="ask"):
             if job:
                 state.job = job
                 state.scheduler = _job_in(jobs, job) if jobs is not None else None
+                if state.state == PENDING and jobs is not None and state.scheduler is None:
+                    # its job has ended, and the run never wrote its identity: it failed before (a bad
+                    # option, a missing dataset, a run it needs that failed); the task's log says why
+                    state.state, state.log = FAILED, task_log(output, job)
             states[run.name] = state
     return states
 

@@ -1,0 +1,247 @@
+"""What the bash scripts in scripts/ run: each is one line that calls
+
+    "$PYTHON" -m vlprompt.script_jobs --script "$0" --repo REPO JOB METHOD [ARGS...] [KEY VALUE ...]
+
+(scripts/_protocols.sh's script_job), which checks the script's arguments, builds its runs with
+vlprompt.protocols.Planner (the one definition of every protocol, also used by `vlprompt run` and the
+launchers) and runs train.py in this process: one run per script for the per-run scripts, several (one
+after another, each failure reported and the others still run) for the per-protocol ones.
+
+The scripts' conventions, from the environment (scripts/_protocols.sh lists them):
+    DATA (required), OUTPUT (default REPO/output), TRAINER, CFG, SHOTS, LOADEP, VARIANT, SOURCE_DATASET,
+    SEEDS (default "1 2 3" for the scripts that run every seed), DRY_RUN=1 (print the train.py command
+    lines, run nothing).
+
+A job whose test needs a trained model finds the epoch that model saved before anything runs. Bad
+arguments are one line on stderr and exit status 2.
+"""
+import argparse
+import os
+import shlex
+import sys
+import traceback
+
+from .errors import EXIT_USER_ERROR, UserError, report_user_error, user_error_types
+from .protocols import DG_CONFIG, METHODS, DG_DOMAINS, Planner, ProtocolError, released_epoch, resolve_argv
+
+
+class UsageError(UserError):
+    pass
+
+
+def _env(name, default=None):
+    value = os.environ.get(name)
+    return default if value is None or value == "" else value
+
+
+def _method(method, field):
+    """The scripts' TRAINER/CFG defaults: METHODS[method] (field 1: base-to-new config, 2: cross-dataset)."""
+    trainer, b2n_cfg, xd_cfg = METHODS[method]
+    return _env("TRAINER", trainer), _env("CFG", (None, b2n_cfg, xd_cfg)[field])
+
+
+def _seeds():
+    return _env("SEEDS", "1 2 3").split()
+
+
+def _data():
+    data = os.environ.get("DATA", "")
+    if not data:
+        raise ProtocolError("set DATA to the folder that holds the datasets (export DATA=/path/to/datasets)")
+    if not os.path.isdir(data):
+        raise ProtocolError(f"DATA={data} is not a directory")
+    return data
+
+
+def _planner(repo, opts):
+    variant = os.environ.get("VARIANT")  # unset: named from the options; set and empty: the plain tree
+    output = _env("OUTPUT", os.path.join(repo, "output"))
+    return Planner(repo, _data(), output, opts, variant)
+
+
+def _weights(path):
+    if not os.path.isdir(path):
+        raise ProtocolError(f"no folder {path}")
+    return os.path.abspath(path)
+
+
+# Each job: (the script's positional arguments, what its usage line adds, a function (planner, method, *args)
+# -> the runs). The functions read the scripts' environment variables.
+def _base2new_train(p, method, dataset, seed):
+    trainer, cfg = _method(method, 1)
+    return [p.base2new_train(trainer, cfg, dataset, seed, _env("SHOTS", "16"))]
+
+
+def _base2new_test(p, method, dataset, seed):
+    trainer, cfg = _method(method, 1)
+    return [p.base2new_test(trainer, cfg, dataset, seed, _env("SHOTS", "16"), _env("LOADEP"))]
+
+
+def _xd_train(p, method, dataset, seed):
+    trainer, cfg = _method(method, 2)
+    return [p.xd_train(trainer, cfg, dataset, seed, _env("SHOTS", "16"))]
+
+
+def _xd_train_source(p, method, seed):
+    return _xd_train(p, method, _env("SOURCE_DATASET", "imagenet"), seed)
+
+
+def _xd_test(p, method, dataset, seed):
+    trainer, cfg = _method(method, 2)
+    return [p.xd_test(trainer, cfg, dataset, seed, _env("SHOTS", "16"), _env("LOADEP"),
+                      _env("SOURCE_DATASET", "imagenet"))]
+
+
+def _reproduce_base2new(p, method, dataset, seed, weights):
+    trainer, cfg = _method(method, 1)
+    model_dir = os.path.join(_weights(weights), "base", f"seed{seed}")
+    if not os.path.isdir(model_dir):
+        raise ProtocolError(f"no {model_dir}: WEIGHTSPATH must be the unzipped folder of one dataset, holding "
+                            "base/seed1 base/seed2 base/seed3")
+    epoch = _env("LOADEP") or released_epoch(model_dir)
+    return p.released_base2new(trainer, cfg, dataset, seed, model_dir, epoch, _env("SHOTS", "16"))
+
+
+def _reproduce_xd(p, method, dataset, seed, weights):
+    trainer, cfg = _method(method, 2)
+    model_dir = os.path.join(_weights(weights), f"seed{seed}")
+    if not os.path.isdir(model_dir):
+        raise ProtocolError(f"no {model_dir}: WEIGHTSPATH must be the unzipped ImageNet folder, holding seed1 seed2 "
+                            "seed3")
+    epoch = _env("LOADEP") or released_epoch(model_dir)
+    return [p.released_xd(trainer, cfg, dataset, seed, model_dir, epoch, _env("SHOTS", "16"))]
+
+
+def _dg_train(p, method, dataset, target, seed, shots):
+    return [p.dg_train(_env("TRAINER", METHODS[method][0]), _env("CFG", DG_CONFIG), dataset, target, seed, shots)]
+
+
+def _dg_all(p, method, dataset, shots):
+    if dataset not in DG_DOMAINS:
+        raise ProtocolError(f"unknown DG dataset {dataset!r}; choose one of: {' '.join(DG_DOMAINS)}")
+    return [run for target in DG_DOMAINS[dataset] for seed in _seeds()
+            for run in _dg_train(p, method, dataset, target, seed, shots)]
+
+
+def _few_shot(p, method, dataset, shots):
+    trainer, cfg = _method(method, 2)
+    return [p.xd_train(trainer, cfg, dataset, seed, shots) for seed in _seeds()]
+
+
+def _coop_main(p, method, dataset, cfg, ctp, nctx, shots, csc):
+    return [p.coop_train(dataset, cfg, seed, shots, ctp, nctx, csc) for seed in _seeds()]
+
+
+def _coop_eval(p, method, dataset, cfg):
+    return [p.coop_test(dataset, cfg, seed, _env("LOADEP"), "end", 16, "False") for seed in _seeds()]
+
+
+def _zeroshot(p, method, dataset, cfg):
+    return [p.zeroshot(_env("TRAINER", METHODS[method][0]), cfg, dataset)]
+
+
+JOBS = {
+    "base2new_train": (["DATASET", "SEED"], "", _base2new_train),
+    "base2new_test": (["DATASET", "SEED"], "", _base2new_test),
+    "xd_train": (["DATASET", "SEED"], "   (e.g. imagenet 1)", _xd_train),
+    "xd_train_source": (["SEED"], "", _xd_train_source),  # the source is $SOURCE_DATASET, else imagenet
+    "xd_test": (["DATASET", "SEED"], "", _xd_test),
+    "reproduce_base2new": (["DATASET", "SEED", "WEIGHTSPATH"], "", _reproduce_base2new),
+    "reproduce_xd": (["DATASET", "SEED", "WEIGHTSPATH"], "", _reproduce_xd),
+    "dg_train": (["DATASET", "TARGET_DOMAIN", "SEED", "SHOTS"], "", _dg_train),
+    "dg_all": (["DATASET", "SHOTS"], "", _dg_all),
+    "few_shot": (["DATASET", "SHOTS"], "", _few_shot),
+    "coop_main": (["DATASET", "CFG", "CTP", "NCTX", "SHOTS", "CSC"], "", _coop_main),
+    "coop_eval": (["DATASET", "CFG"], "", _coop_eval),
+    "zeroshot": (["DATASET", "CFG"], "", _zeroshot),
+}
+
+
+def plan_job(job, method, args, repo, script="script"):
+    """The runs of `script`'s job for its arguments (positional, then KEY VALUE options) and the
+    planner that built them."""
+    names, hint, build = JOBS[job]
+    if len(args) < len(names):
+        raise UsageError(f"usage: bash {script} {' '.join(names)} [KEY VALUE ...]{hint}")
+    positional, opts = args[:len(names)], args[len(names):]
+    planner = _planner(repo, opts)
+    return build(planner, method, *positional), planner
+
+
+def _announce(run):
+    """The line reproduce*.sh prints before each evaluation of released weights."""
+    model_dir, epoch = (run.argv[run.argv.index(flag) + 1] for flag in ("--model-dir", "--load-epoch"))
+    return f"Evaluating {model_dir} (epoch {epoch}); results go to {run.output_dir}"
+
+
+def execute(runs, planner, dry_run=False, announce=False, out=print):
+    """Run `runs` one after another with train.py in this process (or print their command lines); returns
+    the exit status: a single run's own; for several, 0, or 2 when some failed (each is reported and the
+    others still run, as the bash loops did)."""
+    from .errors import run_main
+    from .launchers.base import _train_module
+
+    argvs = [resolve_argv(run.argv, planner.suffix) for run in runs]  # every test's model, before any run
+    train_py = os.path.join(planner.repo, "train.py")
+    if dry_run:
+        for run, argv in zip(runs, argvs):
+            if announce:
+                out(_announce(run))
+            out(shlex.join([sys.executable, train_py, *argv]))
+        return 0
+    module = _train_module(planner.repo)
+    if len(runs) == 1:
+        if announce:
+            out(_announce(runs[0]))
+        sys.argv[:] = [train_py, *argvs[0]]
+        return run_main(module.main, argvs[0])
+    from .launchers.base import ProcessState
+
+    state, failed = ProcessState(), []
+    for run, argv in zip(runs, argvs):
+        if announce:
+            out(_announce(run))
+        sys.argv[:] = [train_py, *argv]
+        try:
+            module.main(argv)
+        except KeyboardInterrupt:
+            raise
+        except user_error_types() as e:
+            report_user_error(e)
+            failed.append(run)
+        except BaseException:  # noqa: BLE001 (one failed run does not stop the others)
+            traceback.print_exc()
+            failed.append(run)
+        finally:
+            state.restore()
+    if failed:
+        names = " ".join(os.path.relpath(run.output_dir, planner.output) for run in failed)
+        report_user_error(ProtocolError(f"runs failed: {names} (their logs: log.txt in each; re-run this command "
+                                        "to resume them)"))
+        return EXIT_USER_ERROR
+    return 0
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m vlprompt.script_jobs",
+                                     description="Run the job of a script in scripts/ (the scripts call this).")
+    parser.add_argument("--script", default="script", help="the calling script's path ($0), for its usage line")
+    parser.add_argument("--repo", default=None, help="vlprompt's codebase (train.py, configs/)")
+    parser.add_argument("job", choices=sorted(JOBS))
+    parser.add_argument("method", choices=sorted(METHODS))
+    parser.add_argument("args", nargs=argparse.REMAINDER)
+    ns = parser.parse_args(argv)
+    try:
+        runs, planner = plan_job(ns.job, ns.method, ns.args, ns.repo, ns.script)
+        return execute(runs, planner, dry_run=_env("DRY_RUN", "0") not in ("0", "false", "False"),
+                       announce=ns.job.startswith("reproduce"))
+    except UsageError as e:
+        sys.stderr.write(f"{e}\n")
+        return EXIT_USER_ERROR
+    except UserError as e:
+        report_user_error(e)
+        return EXIT_USER_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())
