@@ -149,7 +149,7 @@ def test_a_protocol_runs_on_slurm_resumes_after_a_cancelled_job_and_reports_stat
     states = slurm.status(plan, str(output))
     assert {name: s.state for name, s in states.items()} == {
         train1.name: DONE, train2.name: DONE, broken.name: FAILED, train3.name: FAILED,
-        test1.name: DONE, test2.name: DONE, test3.name: PENDING}, task_logs(output)
+        test1.name: DONE, test2.name: DONE, test3.name: FAILED}, task_logs(output)
     assert states[train3.name].log == os.path.join(train3.output_dir, "log.txt") and os.path.isfile(states[train3.name].log)
     assert states[broken.name].log == os.path.join(broken.output_dir, "log.txt")
     assert states[train3.name].job == task and states[train3.name].scheduler is None  # no longer queued
@@ -159,6 +159,9 @@ def test_a_protocol_runs_on_slurm_resumes_after_a_cancelled_job_and_reports_stat
     assert "1 of 1 runs of this task failed" in logs  # that task ended with an error, which Slurm records
     [test_task] = third.stages[1].job_ids
     assert "JobState=FAILED" in slurm_cluster.run(["scontrol", "show", "job", test_task]).stdout
+    # test3 never wrote its identity, but its job ran and ended: failed, with the task's log that says why
+    assert states[test3.name].log == slurm.task_log(str(output), test_task)
+    assert "it needs caltech101-seed3-train, which did not finish" in open(states[test3.name].log).read()
 
     # 3. Re-running the launcher (the broken run left out of the plan) submits only the unfinished runs, and
     # the cancelled training resumes and completes.

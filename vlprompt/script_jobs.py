@@ -195,8 +195,10 @@ def execute(runs, planner, dry_run=False, announce=False, out=print):
             out(_announce(runs[0]))
         sys.argv[:] = [train_py, *argvs[0]]
         return run_main(module.main, argvs[0])
+    from .data import index_reuse
     from .launchers.base import ProcessState
 
+    index_reuse.enable()  # the runs share dataset indexes (vlprompt.data.index_reuse)
     state, failed = ProcessState(), []
     for run, argv in zip(runs, argvs):
         if announce:

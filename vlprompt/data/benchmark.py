@@ -19,6 +19,7 @@ import os
 
 from vlprompt.engine import DatasetBase
 
+from . import index_reuse
 from .catalog import where_from
 from .errors import DatasetFormatError, DatasetLayoutError
 from .fewshot import fewshot_subsets
@@ -50,7 +51,7 @@ class BenchmarkDataset(DatasetBase):
     def __init__(self, cfg):
         with self.explained_errors():
             self.setup(cfg)
-            train, val, test = self.read_splits()
+            train, val, test = index_reuse.read_splits(self, cfg)  # self.read_splits(), or an earlier run's
             train, val, test = self.select(cfg, train, val, test)
         super().__init__(train_x=train, val=val, test=test)
 

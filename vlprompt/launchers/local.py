@@ -88,6 +88,9 @@ def _worker(index, slot, tasks, results, log_dir, repo, threads):
     from .base import _train_module
 
     _train_module(repo)  # train.py and the codebase's trainers/ and datasets/ get imported at the first run
+    from ..data import index_reuse
+
+    index_reuse.enable()  # the runs of a worker share dataset indexes (vlprompt.data.index_reuse)
     state = ProcessState()
     results.put(("ready", index, None, time.time() - started))
     while True:

@@ -272,7 +272,13 @@ def _in_flight(state):
 def run_group(runs, needs, repo=None):
     """What one array task runs (in the job, by submitit): `runs` one after the other, each skipped when
     finished, failed at once when a run it needs is not finished (`needs`: {name: output dir}), and
-    isolated from the others. Raises at the end, naming every failure, if any failed."""
+    isolated from the others (ProcessState puts back what a run changes of the process; the runs share
+    dataset indexes, vlprompt.data.index_reuse). Raises at the end, naming every failure, if any failed."""
+    from ..data import index_reuse
+    from .base import ProcessState
+
+    index_reuse.enable()
+    state = ProcessState()
     failures, summary = [], []
     for run in runs:
         log = os.path.join(run.output_dir, LOG_FILE)
@@ -300,6 +306,7 @@ def run_group(runs, needs, repo=None):
             summary.append(f"{run.name}: done in {time.time() - started:.1f} s")
             print(f"[vlprompt] {run.name}: done in {time.time() - started:.1f} s", flush=True)
         finally:
+            state.restore()
             _free_memory()
     if failures:
         raise RuntimeError(f"{len(failures)} of {len(runs)} runs of this task failed:\n  " + "\n  ".join(failures))
