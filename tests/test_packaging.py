@@ -59,7 +59,7 @@ def test_core_dependencies_are_what_the_core_imports_and_nothing_is_pinned_down(
     for key in ("name", "description", "readme", "requires-python", "classifiers", "keywords"):
         assert project.get(key), key
     setup_py = open(os.path.join(REPO_ROOT, "setup.py")).read()
-    assert "setup()" in setup_py and "install_requires" not in setup_py  # a shim: the metadata is in one place
+    assert "setup(cmdclass=" in setup_py and "install_requires" not in setup_py  # the metadata is in one place
 
 
 def run(cmd, cwd, env=None, timeout=300):
@@ -68,14 +68,14 @@ def run(cmd, cwd, env=None, timeout=300):
     return proc.stdout
 
 
-def test_wheel_builds_installs_into_a_fresh_venv_and_the_cli_runs_from_it(tmp_path):
+def test_wheel_builds_installs_into_a_fresh_venv_and_the_cli_runs_from_it(tmp_path, caltech_root, tiny_clip_path):
     pytest.importorskip("build")
     src = tmp_path / "src"  # a clean copy: the build never writes into the repository
     src.mkdir()
-    for name in ("pyproject.toml", "setup.py", "README.md"):
+    for name in ("pyproject.toml", "setup.py", "README.md", "MANIFEST.in", "train.py"):
         shutil.copy(os.path.join(REPO_ROOT, name), src / name)
-    shutil.copytree(os.path.join(REPO_ROOT, "vlprompt"), src / "vlprompt",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for name in ("vlprompt", "configs", "trainers", "datasets"):
+        shutil.copytree(os.path.join(REPO_ROOT, name), src / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(tmp_path / "dist"), str(src)],
         cwd=tmp_path)
     (wheel,) = (tmp_path / "dist").iterdir()
@@ -88,6 +88,12 @@ def test_wheel_builds_installs_into_a_fresh_venv_and_the_cli_runs_from_it(tmp_pa
         entry_points = zf.read(f"vlprompt-{__version__}.dist-info/entry_points.txt").decode()
     assert {n.split("/")[0] for n in names} == {"vlprompt", f"vlprompt-{__version__}.dist-info"}  # no datasets/
     assert "vlprompt/figures.py" in names and "vlprompt/testing/fake_data.py" in names
+    # the codebase `vlprompt run` runs, as data (not top-level packages): every config, trainer and reader
+    bundled = {n[len("vlprompt/_codebase/"):] for n in names if n.startswith("vlprompt/_codebase/")}
+    in_repo = {os.path.relpath(os.path.join(d, f), REPO_ROOT) for top in ("configs", "trainers", "datasets")
+               for d, _, files in os.walk(os.path.join(REPO_ROOT, top)) if "__pycache__" not in d
+               for f in files if not f.endswith(".pyc")}
+    assert bundled == in_repo | {"train.py"}
     assert "vlprompt = vlprompt.cli:main" in entry_points
     requires = [line[len("Requires-Dist: "):] for line in metadata.splitlines() if line.startswith("Requires-Dist: ")]
     assert "matplotlib>=3.7" in requires and not any(r.startswith(("setuptools", "scipy", "gdown")) for r in requires
@@ -132,6 +138,20 @@ def test_wheel_builds_installs_into_a_fresh_venv_and_the_cli_runs_from_it(tmp_pa
     tables = sorted(os.listdir(output / "tables"))
     assert [os.path.splitext(t)[1] for t in tables] == [".csv", ".md", ".pdf", ".png", ".svg"]
     assert len({os.path.splitext(t)[0] for t in tables}) == 1
+    # A protocol from the installed copy, outside any checkout: its status, then a run of it end to end.
+    argv = [vlprompt, "run", "base2new", "maple", "--datasets", "caltech101", "--seeds", "1", "--output",
+            str(tmp_path / "runs"), "--root", caltech_root, "--gpus", "none"]
+    status = subprocess.run(argv + ["--status"], cwd=work, env=env, capture_output=True, text=True, timeout=300)
+    assert "  pending  caltech101-seed1-train" in status.stdout, status.stderr
+    fast = ["MODEL.BACKBONE.NAME", tiny_clip_path, "INPUT.SIZE", "(32, 32)", "DATALOADER.NUM_WORKERS", "0",
+            "USE_CUDA", "False", "OPTIM.MAX_EPOCH", "1", "TRAIN.PRINT_FREQ", "1000"]
+    done = subprocess.run(argv + ["--", *fast], cwd=work, env=dict(env, VARIANT=""), capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.load(open(tmp_path / "runs/base2new/test_new/caltech101/shots_16/MaPLe/vit_b16_c2_ep5_batch4_2ctx"
+                                      "/seed1/result.json"))
+    assert result["config_file"] == os.path.join(site, "vlprompt", "_codebase", "configs", "trainers", "MaPLe",
+                                                 "vit_b16_c2_ep5_batch4_2ctx.yaml")
     # CLIP through vlprompt, where pkg_resources is missing: `import vlprompt, clip` and loading a checkpoint.
     code = ("import vlprompt, clip, sys\n"
             "assert 'pkg_resources' not in sys.modules\n"

@@ -3,6 +3,7 @@ import os
 
 import pytest
 
+from vlprompt.protocols import ProtocolError
 from vlprompt.runner import gpu_slots, plan_protocol, run_protocol
 
 from helpers import REPO_ROOT, fast_opts
@@ -52,16 +53,33 @@ def test_runs_in_parallel_slots_resumes_and_builds_the_table(tmp_path, caltech_r
 def test_the_codebase_is_found_from_the_repo_option_the_environment_or_the_current_directory(tmp_path, monkeypatch):
     from vlprompt.plugins import CodebaseNotFound
 
+    from vlprompt import plugins
+
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("VLPROMPT_REPO", raising=False)
-    with pytest.raises(CodebaseNotFound, match=r"Cannot find vlprompt's codebase .*\(no train.py in the current "
-                                               r"directory .*\): run from the repository root, pass --repo DIR"):
-        plan_protocol("base2new", "maple", "output", "/data", seeds=(1,))
     [train, _] = plan_protocol("base2new", "maple", "output", "/data", seeds=(1,), repo=REPO_ROOT)
     assert train[0].argv[train[0].argv.index("--config-file") + 1] == os.path.join(
         REPO_ROOT, "configs/trainers/MaPLe/vit_b16_c2_ep5_batch4_2ctx.yaml")
+    # elsewhere: the checkout vlprompt is imported from (a wheel: the copy it carries, tests/test_packaging.py)
+    assert plan_protocol("base2new", "maple", "output", "/data", seeds=(1,))[0] == train
     monkeypatch.setenv("VLPROMPT_REPO", REPO_ROOT)
     assert plan_protocol("base2new", "maple", "output", "/data", seeds=(1,))[0] == train
+    other = tmp_path / "other"
+    (other / "configs" / "datasets").mkdir(parents=True)
+    (other / "configs" / "datasets" / "caltech101.yaml").write_text("")
+    (other / "train.py").write_text("")
+    monkeypatch.delenv("VLPROMPT_REPO")
+    monkeypatch.chdir(other)  # a codebase in the current directory comes first
+    with pytest.raises(ProtocolError, match="no config .*/other/configs/trainers/MaPLe/vit_b16_c2_ep5_batch4_2ctx.yaml"):
+        plan_protocol("base2new", "maple", "output", "/data", datasets=["caltech101"], seeds=(1,))
+    with pytest.raises(CodebaseNotFound, match=r"Cannot find vlprompt's codebase .* in --repo \(.*nowhere\): it has no "
+                                               r"train.py"):
+        plan_protocol("base2new", "maple", "output", "/data", seeds=(1,), repo=str(tmp_path / "nowhere"))
+    monkeypatch.setattr(plugins, "own_codebases", lambda: [("the checkout", str(tmp_path / "none"))])
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(CodebaseNotFound, match=r"\(no train.py in the current directory .*, the checkout .*\): run "
+                                               r"from the repository root, pass --repo DIR"):
+        plan_protocol("base2new", "maple", "output", "/data", seeds=(1,))
 
 
 def test_the_issue_example_parses_options_around_the_positionals_and_after_the_double_dash():

@@ -52,10 +52,32 @@ def cmd_data_list(args):
     return 0
 
 
+def _reader_names(names, repo):
+    """Dataset config names (configs/datasets/<name>.yaml, as the scripts and `vlprompt run` take them:
+    caltech101, imagenet_a) become their readers' names (its DATASET.NAME); other names stay."""
+    import yaml
+
+    from vlprompt.data.catalog import CATALOG
+    from vlprompt.plugins import CodebaseNotFound, find_codebase
+
+    readers = []
+    for name in names:
+        if name not in CATALOG and "/" not in name:
+            relative = os.path.join("configs", "datasets", f"{name}.yaml")
+            try:
+                with open(os.path.join(find_codebase(relative, repo), relative)) as f:
+                    name = (yaml.safe_load(f) or {}).get("DATASET", {}).get("NAME") or name
+            except (CodebaseNotFound, OSError, AttributeError, yaml.YAMLError):
+                pass
+        readers.append(name)
+    return readers
+
+
 def cmd_data_check(args):
     from vlprompt.data.catalog import CATALOG
     from vlprompt.data.check import check, reader_registry
 
+    args.names = _reader_names(args.names, args.repo)
     if args.names:  # the standard names are known without importing the readers (and torch)
         known = list(CATALOG) if set(args.names) <= set(CATALOG) else reader_registry(args.repo).registered_names()
         _known_names(args.names, known)

@@ -2,9 +2,11 @@
 
 The readers and trainers live in a codebase (vlprompt's repository, or a CoOp/MaPLe-style one they were
 copied into), not in the installed library. Tools that need them (`vlprompt data check`, `vlprompt run`)
-look in, in order: the folder given on the command line (`--repo DIR`), $VLPROMPT_REPO, the current
-directory. A codebase's `datasets/` package is imported from its files under its own name, as its
-train.py would, so its relative imports work; `sys.path` is left as it was.
+look in, in order: the folder given on the command line (`--repo DIR`) or $VLPROMPT_REPO (either must
+hold what is looked for), the current directory, and vlprompt's own codebase: the checkout it is imported
+from, or the copy of train.py, configs/, trainers/ and datasets/ a wheel installs with it. A codebase's
+`datasets/` package is imported from its files under its own name, as its train.py would, so its
+relative imports work; `sys.path` is left as it was.
 """
 import glob
 import importlib
@@ -21,13 +23,27 @@ class CodebaseNotFound(UserError):
     pass
 
 
+def own_codebases():
+    """vlprompt's own codebase: the checkout the package is imported from (a source tree or an editable
+    install), then the copy a wheel carries under vlprompt/_codebase (setup.py bundles it)."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    return [("the checkout vlprompt is imported from", os.path.dirname(package)),
+            ("the copy installed with vlprompt", os.path.join(package, "_codebase"))]
+
+
 def find_codebase(marker, repo=None, what="the codebase"):
-    """The first of (repo, $VLPROMPT_REPO, cwd) that holds `marker` (a relative path)."""
-    candidates = [("--repo", repo), (f"${REPO_ENV}", os.environ.get(REPO_ENV)), ("the current directory", os.getcwd())]
+    """The folder that holds `marker` (a relative path): `repo` (--repo) or $VLPROMPT_REPO when given (it
+    must hold it), else the current directory, else vlprompt's own codebase (own_codebases)."""
+    for name, folder in (("--repo", repo), (f"${REPO_ENV}", os.environ.get(REPO_ENV))):
+        if folder:
+            if os.path.exists(os.path.join(folder, marker)):
+                return os.path.abspath(folder)
+            raise CodebaseNotFound(f"Cannot find {what} in {name} ({folder}): it has no {marker}")
+    candidates = [("the current directory", os.getcwd()), *own_codebases()]
     for _, folder in candidates:
-        if folder and os.path.exists(os.path.join(folder, marker)):
+        if os.path.exists(os.path.join(folder, marker)):
             return os.path.abspath(folder)
-    tried = ", ".join(f"{name} ({folder})" for name, folder in candidates if folder)
+    tried = ", ".join(f"{name} ({folder})" for name, folder in candidates)
     raise CodebaseNotFound(f"Cannot find {what} (no {marker} in {tried}): run from the repository root, pass "
                            f"--repo DIR, or set {REPO_ENV}=DIR")
 
