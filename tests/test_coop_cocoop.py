@@ -207,7 +207,10 @@ def write_original_coop_checkpoint(model_dir, ctx, epoch=50):
     """A checkpoint as CoOp's Dassl writes it: ctx + token buffers, and a pickled scheduler object."""
     folder = model_dir / "prompt_learner"
     folder.mkdir(parents=True)
-    optim = torch.optim.SGD([torch.nn.Parameter(ctx.clone())], lr=0.002)
+    param = torch.nn.Parameter(ctx.clone())
+    optim = torch.optim.SGD([param], lr=0.002, momentum=0.9)
+    param.sum().backward()
+    optim.step()  # trained: the pickled optimizer's state holds momentum buffers (a defaultdict)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(optim, 50.0)
     state = {"ctx": ctx, "token_prefix": torch.zeros(100, 1, ctx.shape[-1]),
              "token_suffix": torch.zeros(100, 60, ctx.shape[-1])}

@@ -314,7 +314,7 @@ class ToyLinear(TrainerX):
         return self.model(x.flatten(1))
 
 
-if "ToyLinear" not in TRAINER_REGISTRY:
+if "ToyLinear" not in TRAINER_REGISTRY.registered_names():
     TRAINER_REGISTRY.register(ToyLinear)
 
 

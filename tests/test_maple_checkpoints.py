@@ -96,7 +96,10 @@ def original_clip_tensors(clip_model):
 def dassl_scheduler_state(lr=0.0035, max_epoch=5):
     """Dassl's ConstantWarmupScheduler.state_dict() after training: the cosine successor is pickled
     as an object (which torch.load(weights_only=True) refuses)."""
-    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=lr, momentum=0.9)
+    param.sum().backward()
+    optimizer.step()  # trained: the pickled optimizer's state holds momentum buffers (a defaultdict)
     successor = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, float(max_epoch))
     return {"successor": successor, "warmup_epoch": 1, "cons_lr": 1e-5, "base_lrs": [lr], "last_epoch": max_epoch,
             "_step_count": max_epoch + 1, "verbose": False, "_get_lr_called_within_step": False,

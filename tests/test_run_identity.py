@@ -1,5 +1,6 @@
 """Numbers one can vouch for: run identity, exact resume, one writer per run directory, caches that check
 what they claim, and bad values refused before any work (issue: "Numbers you can vouch for")."""
+import collections
 import json
 import os
 import pickle
@@ -11,7 +12,7 @@ import pytest
 import torch
 
 import train as train_module
-from vlprompt.errors import run_main
+from vlprompt.errors import CheckpointError, run_main
 from vlprompt.fileio import TRUST_ENV, load_torch_file
 from vlprompt.run_dir import RunLock
 from vlprompt.run_identity import variant_name
@@ -244,12 +245,26 @@ def test_a_checkpoint_that_would_run_code_is_refused_unless_trusted(tmp_path, mo
     assert not marker.exists()
     assert f"Checkpoint file {path} contains Python objects that loading would have to execute (io.open)" in \
         str(info.value) and TRUST_ENV in str(info.value) and "weights_only" not in str(info.value)
-    # Dassl-era checkpoints pickle an SGD optimizer and a cosine scheduler: those load safely.
+    # Dassl-era checkpoints pickle an SGD optimizer and a cosine scheduler: those load safely, also after
+    # training, when the optimizer's state (a defaultdict, which torch's safe mode cannot fill) holds the
+    # momentum buffers, as in every released CoOp/MaPLe checkpoint.
     params = [torch.nn.Parameter(torch.zeros(2))]
-    optim = torch.optim.SGD(params, lr=0.1)
+    optim = torch.optim.SGD(params, lr=0.1, momentum=0.9)
+    params[0].sum().backward()
+    optim.step()
     torch.save({"state_dict": {"ctx": torch.ones(2)}, "scheduler": {"successor": torch.optim.lr_scheduler.
                 CosineAnnealingLR(optim, 5), "optimizer": optim}}, tmp_path / "dassl.pth")
-    assert torch.equal(load_torch_file(str(tmp_path / "dassl.pth"))["state_dict"]["ctx"], torch.ones(2))
+    loaded = load_torch_file(str(tmp_path / "dassl.pth"))
+    assert torch.equal(loaded["state_dict"]["ctx"], torch.ones(2))
+    [buffer] = [s["momentum_buffer"] for s in loaded["scheduler"]["successor"].optimizer.state.values()]
+    assert torch.equal(buffer, torch.ones(2))
+    # ... but such a defaultdict cannot bring anything else along
+    evil = collections.defaultdict(dict, {"x": _Marker(str(marker))})
+    torch.save({"scheduler": {"successor": torch.optim.lr_scheduler.CosineAnnealingLR(optim, 5)}, "evil": evil},
+               tmp_path / "evil.pth")
+    with pytest.raises(CheckpointError, match=r"contains Python objects that loading would have to execute \(io.open"):
+        load_torch_file(str(tmp_path / "evil.pth"))
+    assert not marker.exists()
     monkeypatch.setenv(TRUST_ENV, str(path))
     load_torch_file(str(path))
     assert marker.exists()  # trusted explicitly: loaded in full

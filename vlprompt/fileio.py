@@ -107,6 +107,55 @@ def _allowed_checkpoint_globals():
     return [torch.optim.lr_scheduler.CosineAnnealingLR, torch.optim.SGD, collections.defaultdict, dict]
 
 
+def _allowed_global_names():
+    """Qualified names a checkpoint may refer to: what torch's safe mode allows, plus
+    _allowed_checkpoint_globals and torch's storage classes."""
+    import torch
+
+    names = {f"{c.__module__}.{c.__qualname__}" for c in _allowed_checkpoint_globals()}
+    try:
+        from torch._weights_only_unpickler import _get_allowed_globals
+
+        names.update(_get_allowed_globals())
+    except (ImportError, AttributeError):  # another torch: the names a Dassl checkpoint needs
+        names.update({"collections.OrderedDict", "torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_parameter",
+                      "torch.Size", "torch.device"})
+    names.update(f"torch.{name}" for name in dir(torch) if name.endswith("Storage"))
+    return names
+
+
+def _restricted_pickle_module():
+    """A pickle module whose Unpickler resolves only _allowed_global_names (Python's documented
+    "restricting globals" pattern). torch's safe mode refuses one thing real Dassl checkpoints hold: the
+    scheduler's pickled successor refers to the SGD optimizer, whose state is a `defaultdict` with items
+    (the momentum buffers), and torch's safe unpickler fills no defaultdict. Loading through this
+    module builds that defaultdict and still runs nothing but the allowed classes."""
+    import types
+
+    allowed = _allowed_global_names()
+
+    class RestrictedUnpickler(pickle.Unpickler):
+        def find_class(self, module, name):
+            import _compat_pickle
+
+            # Python 2 names (protocol 2 writes __builtin__.dict), mapped as the unpickler itself maps them
+            if (module, name) in _compat_pickle.NAME_MAPPING:
+                module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+            elif module in _compat_pickle.IMPORT_MAPPING:
+                module = _compat_pickle.IMPORT_MAPPING[module]
+            if f"{module}.{name}" not in allowed:
+                raise pickle.UnpicklingError(f"global '{module}.{name}' is not allowed")
+            return super().find_class(module, name)
+
+    module = types.ModuleType("vlprompt_restricted_pickle")
+    module.Unpickler = RestrictedUnpickler
+    module.Pickler, module.dump, module.dumps = pickle.Pickler, pickle.dump, pickle.dumps
+    module.load = lambda f, **kw: RestrictedUnpickler(f, **kw).load()
+    module.loads = lambda data, **kw: RestrictedUnpickler(__import__("io").BytesIO(data), **kw).load()
+    module.UnpicklingError = pickle.UnpicklingError
+    return module
+
+
 def trusted_files():
     """Files the user trusts fully (VLPROMPT_TRUST_CHECKPOINTS: paths separated by os.pathsep)."""
     value = os.environ.get(TRUST_ENV, "")
@@ -154,6 +203,17 @@ def load_torch_file(path, map_location="cpu", what="checkpoint"):
                 f"{_upper_first(what)} file {path} contains Python objects that loading would have to execute "
                 f"({', '.join(unsafe)}); vlprompt loads only tensors and the optimizer/scheduler classes of "
                 f"Dassl checkpoints. If you trust this file, add its path to {TRUST_ENV}.") from None
+        try:  # only allowed classes, which torch's safe mode could not assemble (a Dassl scheduler's successor)
+            return torch.load(path, map_location=map_location, weights_only=False,
+                              pickle_module=_restricted_pickle_module())
+        except pickle.UnpicklingError as restricted:
+            if "is not allowed" in str(restricted):
+                raise CheckpointError(
+                    f"{_upper_first(what)} file {path} contains Python objects that loading would have to execute "
+                    f"({_first_line(restricted)}); vlprompt loads only tensors and the optimizer/scheduler classes "
+                    f"of Dassl checkpoints. If you trust this file, add its path to {TRUST_ENV}.") from None
+        except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, TypeError, AttributeError):
+            pass
         raise CheckpointError(f"{_upper_first(what)} file {path} is not a readable PyTorch checkpoint "
                               f"({_first_line(e)}); it may be truncated or corrupt: replace it.") from None
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, TypeError, AttributeError) as e:
