@@ -3,7 +3,6 @@ what they claim, and bad values refused before any work (issue: "Numbers you can
 import collections
 import json
 import os
-import pickle
 import signal
 import subprocess
 import sys
