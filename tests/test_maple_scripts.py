@@ -107,7 +107,7 @@ def test_base2new_train_then_test(folder, script_jobs):
     assert (base["method"], base["config"], base["subsample"], base["num_classes"]) == (trainer, cfg, "base", 5)
     assert base["mode"] == "train" and base["epochs_trained"] == 2
     assert sorted(os.listdir(train_dir / checkpoint_folder)) == ["checkpoint", "model.pth.tar-2"]
-    saved = torch.load(train_dir / checkpoint_folder / "model.pth.tar-2", map_location="cpu", weights_only=True)
+    saved = load_torch_file(str(train_dir / checkpoint_folder / "model.pth.tar-2"))
     frozen = ("image_encoder", "text_encoder", "transformer", "visual")
     assert not any(k.startswith(frozen) or k.endswith(("token_prefix", "token_suffix")) for k in saved["state_dict"])
 

@@ -10,6 +10,7 @@ import torch
 
 from helpers import fast_opts, read_result, run_train
 from vlprompt.engine import build_data_loader, build_transform
+from vlprompt.fileio import load_torch_file
 
 CONFIGS = {
     "MaPLe": ("MaPLe", "MAPLE", "MaPLe/vit_b16_c2_ep5_batch4_2ctx", "MultiModalPromptLearner"),
@@ -81,7 +82,7 @@ def test_learns_the_colour_classes(method, tmp_path, caltech_root, tiny_clip_pat
     # and what resuming needs.
     folder = tmp_path / "run" / CONFIGS[method][3]
     assert sorted(os.listdir(folder)) == ["checkpoint", "model.pth.tar-8"]
-    saved = torch.load(folder / "model.pth.tar-8", map_location="cpu", weights_only=True)
+    saved = load_torch_file(str(folder / "model.pth.tar-8"))
     assert set(saved["state_dict"]) == {n for n, _ in learner.named_parameters()}
     assert saved["epoch"] == 8 and saved["optimizer"]["state"] and saved["scheduler"] is not None
 
@@ -137,7 +138,7 @@ def test_interrupted_training_resumes_from_its_last_epoch(tmp_path, caltech_root
         trainer.train()
     folder = out / "VLPromptLearner"
     assert sorted(os.listdir(folder)) == ["checkpoint", "model.pth.tar-1"] and not (out / "result.json").exists()
-    after_one = torch.load(folder / "model.pth.tar-1", map_location="cpu", weights_only=True)
+    after_one = load_torch_file(str(folder / "model.pth.tar-1"))
 
     resumed = build_trainer("IVLP", out, caltech_root, tiny_clip_path, "fp32", epochs=3, lr=0.05)
     loaded = {}

@@ -56,7 +56,7 @@ def train_subprocess(args, env=None):
 
 
 def final_tensors(out):
-    ckpt = torch.load(os.path.join(out, "prompt_learner/model.pth.tar-3"), weights_only=True)
+    ckpt = load_torch_file(os.path.join(out, "prompt_learner/model.pth.tar-3"))
     return ckpt["state_dict"], ckpt["optimizer"]
 
 

@@ -6,6 +6,7 @@ import os
 import torch
 
 from helpers import fast_opts, read_result, run_script
+from vlprompt.fileio import load_torch_file
 
 B2N_TAIL = "caltech101/shots_16/CoCoOp/vit_b16_c4_ep10_batch1_ctxv1/seed1"
 
@@ -36,7 +37,7 @@ def test_cocoop_base2new_train_then_test(tmp_path, caltech_root, tiny_clip_path)
     # The model changes (here: its checkpoint edited; in practice another training or released weights): the
     # test_new folder holds the results of the old one, so the script stops instead of skipping or overwriting.
     ckpt_path = train_dir / "prompt_learner/model.pth.tar-2"
-    ckpt = torch.load(ckpt_path, weights_only=True)
+    ckpt = load_torch_file(str(ckpt_path))
     ckpt["state_dict"]["ctx"] += 1
     torch.save(ckpt, ckpt_path)
     clash = run_script("cocoop/base2new_test.sh", "caltech101", 1, *opts, data=caltech_root, output=out, check=False)

@@ -28,11 +28,11 @@ from . import __version__
 from .clip_loader import load_clip
 from .cuda_graphs import GraphedForward
 from .data import image_cache
-from .engine import ENGINE, TrainerX, build_lr_scheduler, build_optimizer, compute_accuracy, load_checkpoint
+from .engine import ENGINE, TrainerX, build_lr_scheduler, build_optimizer, compute_accuracy
 from .config import ensure_node, set_default
 from .engine import load_pretrained_weights
 from .errors import ConfigValueError, MissingFileError, UserError
-from .fileio import atomic_write, torch_save_atomic, write_json_atomic
+from .fileio import atomic_write, load_torch_file, torch_save_atomic, write_json_atomic
 from .precision import PRECISIONS, apply_to_clip, resolve_precision
 from .resume import capture_rng_state, checkpoint_epochs, kill_point, restore_rng_state
 from .validation import RUN_WARNINGS
@@ -64,6 +64,25 @@ class ResultKeepingEvaluator:
     def evaluate(self):
         self.last_results = self.evaluator.evaluate()
         return self.last_results
+
+
+def load_checkpoint(path):
+    """A checkpoint through vlprompt's safe loader (vlprompt.fileio.load_torch_file), on either engine: the
+    real Dassl's own loader fails on torch >= 2.6 (weights_only) for every checkpoint it writes."""
+    return load_torch_file(path, map_location=None if torch.cuda.is_available() else "cpu")
+
+
+def load_scheduler_state(sched, state):
+    """sched.load_state_dict(state), with the scheduler still driving the live optimizer. Dassl's warmup
+    schedulers pickle their successor (the cosine schedule), which refers to a pickled copy of the
+    optimizer; loaded as it is (what Dassl's own resume does), the successor steps that copy and the
+    resumed epochs keep the learning rate of the checkpoint's epoch instead of following the schedule."""
+    live = getattr(sched, "successor", None)
+    sched.load_state_dict(state)
+    loaded = getattr(sched, "successor", None)
+    if live is not None and loaded is not None and loaded is not live:
+        live.load_state_dict(loaded.state_dict())
+        sched.successor = live
 
 
 class PromptTrainer(TrainerX):
@@ -288,7 +307,7 @@ class PromptTrainer(TrainerX):
             if optim is not None and checkpoint.get("optimizer") is not None:
                 optim.load_state_dict(checkpoint["optimizer"])
             if sched is not None and checkpoint.get("scheduler") is not None:
-                sched.load_state_dict(checkpoint["scheduler"])
+                load_scheduler_state(sched, checkpoint["scheduler"])
             resume = checkpoint.get("resume")
             with atomic_write(osp.join(directory, name, "checkpoint"), "w") as f:
                 f.write(f"model.pth.tar-{epoch}\n")
