@@ -3,28 +3,17 @@ same state_dict): the loaded successor schedule must drive the live optimizer, n
 that the checkpoint holds (vlprompt.trainer.load_scheduler_state)."""
 import torch
 
+from vlprompt.engine.builtin.optim import ConstantWarmupScheduler
 from vlprompt.fileio import load_torch_file
 from vlprompt.trainer import load_scheduler_state
 
 
-class WarmupLike(torch.optim.lr_scheduler.LRScheduler):
-    """Dassl's ConstantWarmupScheduler: a constant lr for warmup_epoch epochs, then its successor's."""
+class WarmupLike(ConstantWarmupScheduler):
+    """The built-in engine's warmup scheduler with Dassl's state_dict and load_state_dict (LRScheduler's own:
+    the successor object is pickled as it is, bound to the optimizer it was built with)."""
 
-    def __init__(self, optimizer, successor, warmup_epoch, cons_lr):
-        self.successor, self.warmup_epoch, self.cons_lr = successor, warmup_epoch, cons_lr
-        super().__init__(optimizer)
-
-    def get_lr(self):
-        if self.last_epoch >= self.warmup_epoch:
-            return self.successor.get_last_lr()
-        return [self.cons_lr for _ in self.base_lrs]
-
-    def step(self, epoch=None):
-        if self.last_epoch >= self.warmup_epoch:
-            self.successor.step(epoch)
-            self._last_lr = self.successor.get_last_lr()
-        else:
-            super().step(epoch)
+    state_dict = torch.optim.lr_scheduler.LRScheduler.state_dict
+    load_state_dict = torch.optim.lr_scheduler.LRScheduler.load_state_dict
 
 
 def build(lr=0.1):
