@@ -103,22 +103,20 @@ def train_argv(trainer, config, data, out, clip_path, *opts, flags=()):
 
 
 def evaluation_outputs(monkeypatch, argv):
-    """Every logit and label the evaluator received during an eval-only run of train.py."""
-    if os.environ.get("VLPROMPT_ENGINE") == "dassl":
-        from dassl.evaluation.evaluator import Classification
-    else:
-        from vlprompt.engine.builtin.evaluation import Classification
+    """Every logit and label the evaluator received during an eval-only run of train.py (through the wrapper
+    vlprompt puts around either engine's evaluator)."""
+    from vlprompt.trainer import ResultKeepingEvaluator
 
     seen = []
-    original = Classification.process
+    original = ResultKeepingEvaluator.process
 
     def record(self, mo, gt):
         seen.append((mo.detach().clone(), gt.detach().clone()))
         return original(self, mo, gt)
 
-    monkeypatch.setattr(Classification, "process", record)
+    monkeypatch.setattr(ResultKeepingEvaluator, "process", record)
     trainer = run_train(argv)
-    monkeypatch.setattr(Classification, "process", original)
+    monkeypatch.setattr(ResultKeepingEvaluator, "process", original)
     return trainer, torch.cat([s[0] for s in seen]), torch.cat([s[1] for s in seen])
 
 
