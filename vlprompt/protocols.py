@@ -63,6 +63,13 @@ class ProtocolError(UserError, ValueError):
     pass
 
 
+def dg_domains(dataset):
+    """The domains of a leave-one-domain-out DG dataset (its config name), in the readers' order."""
+    if dataset not in DG_DOMAINS:
+        raise ProtocolError(f"unknown DG dataset {dataset!r}; choose one of: {' '.join(DG_DOMAINS)}")
+    return DG_DOMAINS[dataset]
+
+
 def coop_config(backbone, shots, dataset):
     """CoOp's config per shot count (COOP.md): 1 shot *_ep50, 2 and 4 shots *_ep100, 8 and 16 shots the
     200-epoch config; ImageNet *_ep50 throughout."""
@@ -194,11 +201,9 @@ class Planner:
     # leave-one-domain-out DG (scripts/metaprompt/dg.sh) ----------------------------------------------
     def dg_train(self, trainer, cfg, dataset, target, seed, shots):
         """dg.sh DATASET TARGET SEED SHOTS: training on the other domains; its final test is the held-out one."""
-        if dataset not in DG_DOMAINS:
-            raise ProtocolError(f"unknown DG dataset {dataset!r}; choose one of: {' '.join(DG_DOMAINS)}")
-        if target not in DG_DOMAINS[dataset]:
-            raise ProtocolError(f"{target!r} is not a domain of {dataset}; choose one of: "
-                                f"{' '.join(DG_DOMAINS[dataset])}")
+        domains = dg_domains(dataset)
+        if target not in domains:
+            raise ProtocolError(f"{target!r} is not a domain of {dataset}; choose one of: {' '.join(domains)}")
         out_dir = self.out("dg", dataset, f"shots_{shots}", trainer, f"{cfg}{self.suffix}", target, f"seed{seed}")
         argv = self.argv(trainer, trainer, cfg, dataset, seed, out_dir, "DATASET.NUM_SHOTS", shots, *self.opts)
         i = argv.index("--output-dir")  # dg.sh passes --target-domains before --output-dir
@@ -262,11 +267,8 @@ def plan(protocol, method, data, output, datasets=None, seeds=(1, 2, 3), shots=N
         if method != "metaprompt":
             raise ProtocolError("the leave-one-domain-out DG protocol has scripts for metaprompt only")
         k, config = one_shots(5), cfg or DG_CONFIG
-        for d in datasets or list(DG_DOMAINS):
-            if d not in DG_DOMAINS:
-                raise ProtocolError(f"unknown DG dataset {d!r}; choose one of: {' '.join(DG_DOMAINS)}")
         return [[p.dg_train(trainer, config, d, t, s, k)
-                 for d in datasets or list(DG_DOMAINS) for t in DG_DOMAINS[d] for s in seeds]]
+                 for d in datasets or list(DG_DOMAINS) for t in dg_domains(d) for s in seeds]]
     if b2n_cfg is None:
         raise ProtocolError(f"{method} has no {protocol} protocol")
     k = one_shots(16)
@@ -288,6 +290,15 @@ def _coop_options(ctp, nctx, csc):
 
 
 # ------------------------------------------------------------------------------------------ execution
+def _pointed_checkpoint(model_dir):
+    """(folder, file name) that a run folder's first `<name>/checkpoint` pointer names, or None."""
+    pointers = sorted(glob.glob(os.path.join(glob.escape(model_dir), "*", "checkpoint")))
+    if not pointers:
+        return None
+    with open(pointers[0]) as f:
+        return os.path.dirname(pointers[0]), f.readline().strip()
+
+
 def trained_epoch(model_dir, suffix=""):
     """The epoch the finished training run in model_dir saved last (its `<name>/checkpoint` pointer). suffix:
     the variant suffix of model_dir's config folder, to name the variants that were trained when it was not."""
@@ -305,23 +316,18 @@ def trained_epoch(model_dir, suffix=""):
     if not os.path.isfile(os.path.join(model_dir, "result.json")):
         raise ProtocolError(f"the training run in {model_dir} has not finished (no result.json): run the training "
                             "script again to resume it, or set LOADEP to evaluate a given epoch")
-    pointers = sorted(glob.glob(os.path.join(glob.escape(model_dir), "*", "checkpoint")))
-    if not pointers:
+    pointed = _pointed_checkpoint(model_dir)
+    if pointed is None:
         raise ProtocolError(f"no checkpoint pointer (<name>/checkpoint) in {model_dir}")
-    with open(pointers[0]) as f:
-        name = f.readline().strip()
-    return name.rsplit("-", 1)[-1]
+    return pointed[1].rsplit("-", 1)[-1]
 
 
 def released_epoch(model_dir):
     """The epoch of the checkpoint a released run folder holds: its `<Name>/checkpoint` pointer when the file
     it names exists, else its highest `<Name>/model.pth.tar-N`."""
-    pointers = sorted(glob.glob(os.path.join(glob.escape(model_dir), "*", "checkpoint")))
-    if pointers:
-        with open(pointers[0]) as f:
-            name = f.readline().strip()
-        if name and os.path.isfile(os.path.join(os.path.dirname(pointers[0]), name)):
-            return name.rsplit("-", 1)[-1]
+    pointed = _pointed_checkpoint(model_dir)
+    if pointed is not None and pointed[1] and os.path.isfile(os.path.join(*pointed)):
+        return pointed[1].rsplit("-", 1)[-1]
     files = glob.glob(os.path.join(glob.escape(model_dir), "*", "model.pth.tar-*"))
     epochs = [int(e) for e in (path.rsplit("-", 1)[-1] for path in files if os.path.isfile(path)) if e.isdigit()]
     if not epochs:

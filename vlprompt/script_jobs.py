@@ -22,7 +22,7 @@ import sys
 import traceback
 
 from .errors import EXIT_USER_ERROR, UserError, report_user_error, user_error_types
-from .protocols import DG_CONFIG, METHODS, DG_DOMAINS, Planner, ProtocolError, released_epoch, resolve_argv
+from .protocols import DG_CONFIG, METHODS, Planner, ProtocolError, dg_domains, released_epoch, resolve_argv
 
 
 class UsageError(UserError):
@@ -117,9 +117,7 @@ def _dg_train(p, method, dataset, target, seed, shots):
 
 
 def _dg_all(p, method, dataset, shots):
-    if dataset not in DG_DOMAINS:
-        raise ProtocolError(f"unknown DG dataset {dataset!r}; choose one of: {' '.join(DG_DOMAINS)}")
-    return [run for target in DG_DOMAINS[dataset] for seed in _seeds()
+    return [run for target in dg_domains(dataset) for seed in _seeds()
             for run in _dg_train(p, method, dataset, target, seed, shots)]
 
 
