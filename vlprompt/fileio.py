@@ -199,19 +199,13 @@ def load_torch_file(path, map_location="cpu", what="checkpoint"):
         allowed = {f"{c.__module__}.{c.__qualname__}" for c in _allowed_checkpoint_globals()}
         unsafe = [name for name in (_unsafe_globals(path) or []) if name not in allowed]
         if unsafe:
-            raise CheckpointError(
-                f"{_upper_first(what)} file {path} contains Python objects that loading would have to execute "
-                f"({', '.join(unsafe)}); vlprompt loads only tensors and the optimizer/scheduler classes of "
-                f"Dassl checkpoints. If you trust this file, add its path to {TRUST_ENV}.") from None
+            raise _executes_code(what, path, ", ".join(unsafe)) from None
         try:  # only allowed classes, which torch's safe mode could not assemble (a Dassl scheduler's successor)
             return torch.load(path, map_location=map_location, weights_only=False,
                               pickle_module=_restricted_pickle_module())
         except pickle.UnpicklingError as restricted:
             if "is not allowed" in str(restricted):
-                raise CheckpointError(
-                    f"{_upper_first(what)} file {path} contains Python objects that loading would have to execute "
-                    f"({_first_line(restricted)}); vlprompt loads only tensors and the optimizer/scheduler classes "
-                    f"of Dassl checkpoints. If you trust this file, add its path to {TRUST_ENV}.") from None
+                raise _executes_code(what, path, _first_line(restricted)) from None
         except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, TypeError, AttributeError):
             pass
         raise CheckpointError(f"{_upper_first(what)} file {path} is not a readable PyTorch checkpoint "
@@ -220,6 +214,13 @@ def load_torch_file(path, map_location="cpu", what="checkpoint"):
         # Garbage makes the unpickler fail in many ways; none of them is a bug of ours.
         raise CheckpointError(f"{_upper_first(what)} file {path} is not a readable PyTorch checkpoint "
                               f"({_first_line(e)}); it may be truncated or corrupt: replace it.") from None
+
+
+def _executes_code(what, path, objects):
+    return CheckpointError(
+        f"{_upper_first(what)} file {path} contains Python objects that loading would have to execute ({objects}); "
+        f"vlprompt loads only tensors and the optimizer/scheduler classes of Dassl checkpoints. If you trust this "
+        f"file, add its path to {TRUST_ENV}.")
 
 
 def _upper_first(text):

@@ -56,12 +56,12 @@ def status(stages, launcher="local", output=None, out=print, log_dir=None):
     """Print each run's state (done / running / failed with its log / pending); returns {state: count}.
     log_dir: the local launcher's run logs (a run with a log there was started)."""
     from .launchers.base import STATES, run_state
+    from .launchers.local import run_log
 
     if launcher == "slurm" and output is not None:  # also the job ids and what squeue says about them
         states = list(_launcher_module(launcher).status(stages, output).values())
     else:
-        states = [run_state(run, os.path.join(log_dir, f"{run.name}.log") if log_dir else None)
-                  for run in all_runs(stages)]
+        states = [run_state(run, run_log(log_dir, run) if log_dir else None) for run in all_runs(stages)]
     counts = {state: 0 for state in STATES}
     for state in states:
         counts[state.state] += 1
