@@ -19,9 +19,8 @@ import argparse
 import os
 import shlex
 import sys
-import traceback
 
-from .errors import EXIT_USER_ERROR, UserError, report_user_error, user_error_types
+from .errors import EXIT_USER_ERROR, UserError, report_user_error
 from .protocols import DG_CONFIG, METHODS, Planner, ProtocolError, dg_domains, released_epoch, resolve_argv
 
 
@@ -194,7 +193,7 @@ def execute(runs, planner, dry_run=False, announce=False, out=print):
         sys.argv[:] = [train_py, *argvs[0]]
         return run_main(module.main, argvs[0])
     from .data import index_reuse
-    from .launchers.base import ProcessState
+    from .launchers.base import ProcessState, run_isolated
 
     index_reuse.enable()  # the runs share dataset indexes (vlprompt.data.index_reuse)
     state, failed = ProcessState(), []
@@ -202,18 +201,8 @@ def execute(runs, planner, dry_run=False, announce=False, out=print):
         if announce:
             out(_announce(run))
         sys.argv[:] = [train_py, *argv]
-        try:
-            module.main(argv)
-        except KeyboardInterrupt:
-            raise
-        except user_error_types() as e:
-            report_user_error(e)
+        if run_isolated(lambda: module.main(argv), state) is not None:
             failed.append(run)
-        except BaseException:  # noqa: BLE001 (one failed run does not stop the others)
-            traceback.print_exc()
-            failed.append(run)
-        finally:
-            state.restore()
     if failed:
         names = " ".join(os.path.relpath(run.output_dir, planner.output) for run in failed)
         report_user_error(ProtocolError(f"runs failed: {names} (their logs: log.txt in each; re-run this command "

@@ -140,6 +140,29 @@ class ProcessState:
         torch.backends.cuda.matmul.allow_tf32 = t["cuda_matmul_tf32"]
 
 
+def run_isolated(call, state):
+    """call() as one of the many runs of a long-lived process: a failure is reported, not raised (a user
+    error as its one line, anything else with its traceback, both on stderr) and returned as a one-line
+    summary, None on success; the process state is put back either way (ProcessState)."""
+    import traceback
+
+    from ..errors import report_user_error, user_error_types
+
+    try:
+        call()
+        return None
+    except KeyboardInterrupt:
+        raise
+    except BaseException as e:  # noqa: BLE001 (a failed run must not stop the others)
+        if isinstance(e, user_error_types()):
+            report_user_error(e)
+        elif not isinstance(e, SystemExit):
+            traceback.print_exc()
+        return f"exit status {e.code}" if isinstance(e, SystemExit) else f"{type(e).__name__}: {e}"
+    finally:
+        state.restore()
+
+
 def _train_module(repo=None):
     """The repository's train.py (found by vlprompt.plugins.find_codebase), imported from its file."""
     from ..plugins import find_codebase

@@ -21,10 +21,9 @@ import dataclasses
 import os
 import queue
 import time
-import traceback
 
 from ..protocols import all_runs
-from .base import ProcessState, Run, run_in_process
+from .base import ProcessState, Run, run_in_process, run_isolated
 
 
 @dataclasses.dataclass
@@ -45,21 +44,7 @@ def _run_one(run, log_dir, repo, state):
     log = run_log(log_dir, run)
     with open(log, "a", buffering=1) as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
         print(f"$ train.py {' '.join(map(str, run.argv))}   [worker PID {os.getpid()}, {time.strftime('%c')}]")
-        try:
-            run_in_process(run, repo)
-            error = None
-        except KeyboardInterrupt:
-            raise
-        except BaseException as e:  # noqa: BLE001 (a failed run must not take the worker down)
-            from ..errors import UserError
-
-            if isinstance(e, UserError):
-                print(f"error: {e}")
-            else:
-                traceback.print_exc(file=f)
-            error = f"{type(e).__name__}: {e}" if not isinstance(e, SystemExit) else f"exit status {e.code}"
-        finally:
-            state.restore()
+        error = run_isolated(lambda: run_in_process(run, repo), state)
     gc.collect()
     import torch
 

@@ -41,7 +41,6 @@ import shlex
 import subprocess
 import sys
 import time
-import traceback
 
 from ..errors import UserError
 from ..fileio import write_json_atomic
@@ -275,7 +274,7 @@ def run_group(runs, needs, repo=None):
     isolated from the others (ProcessState puts back what a run changes of the process; the runs share
     dataset indexes, vlprompt.data.index_reuse). Raises at the end, naming every failure, if any failed."""
     from ..data import index_reuse
-    from .base import ProcessState
+    from .base import ProcessState, run_isolated
 
     index_reuse.enable()
     state = ProcessState()
@@ -294,20 +293,20 @@ def run_group(runs, needs, repo=None):
             print(f"[vlprompt] {message}", flush=True)
             continue
         print(f"[vlprompt] {run.name}: starting ({run.output_dir})", flush=True)
-        try:
+
+        def call(run=run):
             run_in_process(run, repo)
             if not is_finished(run.output_dir):
                 raise RuntimeError("it ended without a result.json of its identity")
-        except Exception:
-            traceback.print_exc()
+
+        error = run_isolated(call, state)
+        _free_memory()
+        if error is not None:
             failures.append(f"{run.name}: failed, log: {log}")
             print(f"[vlprompt] {run.name}: FAILED (log: {log})", flush=True)
         else:
             summary.append(f"{run.name}: done in {time.time() - started:.1f} s")
             print(f"[vlprompt] {run.name}: done in {time.time() - started:.1f} s", flush=True)
-        finally:
-            state.restore()
-            _free_memory()
     if failures:
         raise RuntimeError(f"{len(failures)} of {len(runs)} runs of this task failed:\n  " + "\n  ".join(failures))
     return summary
