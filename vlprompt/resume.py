@@ -46,6 +46,17 @@ def capture_rng_state():
     return state
 
 
+def same_rng_state(a, b):
+    """Whether two capture_rng_state() results hold the same state (nothing drew in between)."""
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and torch.equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(same_rng_state(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return isinstance(b, (list, tuple)) and len(a) == len(b) and all(map(same_rng_state, a, b))
+    return a == b
+
+
 def restore_rng_state(state):
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))

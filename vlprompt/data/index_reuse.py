@@ -19,7 +19,6 @@ result is kept:
 """
 import collections
 import os
-import random
 
 MAX_KEPT = 4
 _KEPT = collections.OrderedDict()
@@ -32,10 +31,6 @@ def enable(on=True):
     _ENABLED = on
     if not on:
         _KEPT.clear()
-
-
-def enabled():
-    return _ENABLED
 
 
 FEWSHOT_FOLDER = "split_fewshot"  # the few-shot caches: validated on their own, written by runs
@@ -65,21 +60,6 @@ def _dataset_key(reader, cfg):
     return (cls.__module__, cls.__qualname__, os.path.abspath(reader.dataset_dir), values)
 
 
-def _rng_states():
-    import numpy as np
-    import torch
-
-    return random.getstate(), np.random.get_state(), torch.random.get_rng_state()
-
-
-def _same_rng(a, b):
-    import numpy as np
-    import torch
-
-    return (a[0] == b[0] and all(np.array_equal(x, y) for x, y in zip(a[1], b[1]))
-            and torch.equal(a[2], b[2]))
-
-
 def _copies(lists):
     return tuple(None if items is None else list(items) for items in lists)
 
@@ -96,9 +76,11 @@ def read_splits(reader, cfg):
         print(f"Reusing the index of {type(reader).__name__} read by an earlier run of this process "
               f"({reader.dataset_dir} unchanged)")
         return _copies(kept[1])
-    before = _rng_states()
+    from ..resume import capture_rng_state, same_rng_state  # (torch: only where reuse is on)
+
+    before = capture_rng_state()
     lists = reader.read_splits()
-    if signature is not None and _same_rng(before, _rng_states()):
+    if signature is not None and same_rng_state(before, capture_rng_state()):
         _KEPT[key] = (_folder_signature(reader.dataset_dir), _copies(lists))
         _KEPT.move_to_end(key)
         while len(_KEPT) > MAX_KEPT:
