@@ -1,5 +1,6 @@
 """The built-in engine behaves as Dassl does: config defaults and key errors, registries, LR schedules,
 few-shot sampling, data loading, checkpoints and resume, and the printed lines parsers depend on."""
+import importlib.util
 import io
 import os
 import random
@@ -406,3 +407,20 @@ def test_yaml_merges_into_nodes_a_codebase_added_as_plain_yacs_nodes(tmp_path):
     (tmp_path / "bad.yaml").write_text("TRAINER:\n  COOP:\n    N_CTX: 'four'\n")
     with pytest.raises(ValueError, match="Type mismatch"):
         cfg.merge_from_file(str(tmp_path / "bad.yaml"))
+
+
+@pytest.mark.skipif(importlib.util.find_spec("dassl") is not None,
+                    reason="the real Dassl is installed here: auto picks it wherever this runs")
+def test_a_dassl_checkout_folder_in_the_current_directory_is_not_taken_for_dassl(tmp_path):
+    """A Dassl.pytorch clone named dassl/ next to where you run (its package is dassl/dassl/) imports as an
+    empty namespace package; the default engine choice (auto) must not take it for an installed Dassl."""
+    import subprocess
+    import sys
+
+    (tmp_path / "dassl" / "dassl").mkdir(parents=True)
+    (tmp_path / "dassl" / "dassl" / "__init__.py").write_text("raise RuntimeError('not installed')\n")
+    env = {k: v for k, v in os.environ.items() if k != "VLPROMPT_ENGINE"}
+    env["PYTHONPATH"] = REPO_ROOT
+    proc = subprocess.run([sys.executable, "-c", "import vlprompt.engine as e; print(e.ENGINE)"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "builtin", proc.stderr

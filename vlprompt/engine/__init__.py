@@ -23,7 +23,10 @@ if _REQUESTED not in ("auto", "builtin", "dassl"):
 
 
 def _dassl_available():
-    return importlib.util.find_spec("dassl") is not None
+    """An importable `dassl` package. A folder named `dassl` without an __init__.py (a Dassl.pytorch checkout
+    in the current directory, which Python would import as an empty namespace package) is not Dassl."""
+    spec = importlib.util.find_spec("dassl")
+    return spec is not None and spec.origin not in (None, "namespace")
 
 
 # vlprompt's own, whatever the engine (see the module docstring); imported on first use (they need torch).
