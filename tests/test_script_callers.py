@@ -117,3 +117,15 @@ def test_runs_in_one_process_equal_runs_in_their_own(tmp_path, caltech_root, tin
     a, b = (torch.load(tmp_path / folder / tail / "prompt_learner/model.pth.tar-1", weights_only=False)["state_dict"]
             for folder in ("both", "alone"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_seed_that_is_not_an_integer_stops_the_script_before_any_run(tmp_path):
+    """The bash scripts passed such a seed on to train.py, so coop/main.sh trained seed 1 before seed 'x'
+    failed in argparse; it is now one line and exit status 2, with nothing run."""
+    paths = {"DATA": str(tmp_path), "OUTPUT": str(tmp_path / "out"), "REPO": REPO_ROOT}
+    multi = run_script("coop/main.sh", ["caltech101", "vit_b16_ep50", "end", "4", "2", "False"], {"SEEDS": "1 x"},
+                       paths, dry_run=False)
+    assert (multi.returncode, multi.stderr) == (2, "error: SEEDS='1 x': 'x' is not a seed (an integer)\n")
+    single = run_script("maple/base2new_train.sh", ["caltech101", "one"], {}, paths, dry_run=False)
+    assert (single.returncode, single.stderr) == (2, "error: SEED: 'one' is not a seed (an integer)\n")
+    assert not (tmp_path / "out").exists()

@@ -39,8 +39,18 @@ def _method(method, field):
     return _env("TRAINER", trainer), _env("CFG", (None, b2n_cfg, xd_cfg)[field])
 
 
+def _integer(value, what):
+    """value, checked to be an integer (train.py's --seed), so a bad seed stops the job before any run."""
+    try:
+        int(value)
+    except ValueError:
+        raise ProtocolError(f"{what}: {value!r} is not a seed (an integer)") from None
+    return value
+
+
 def _seeds():
-    return _env("SEEDS", "1 2 3").split()
+    text = _env("SEEDS", "1 2 3")
+    return [_integer(seed, f"SEEDS={text!r}") for seed in text.split()]
 
 
 def _data():
@@ -161,6 +171,9 @@ def plan_job(job, method, args, repo, script="script"):
     if len(args) < len(names):
         raise UsageError(f"usage: bash {script} {' '.join(names)} [KEY VALUE ...]{hint}")
     positional, opts = args[:len(names)], args[len(names):]
+    for name, value in zip(names, positional):
+        if name == "SEED":
+            _integer(value, "SEED")
     planner = _planner(repo, opts)
     return build(planner, method, *positional), planner
 
