@@ -23,13 +23,14 @@ import torch  # noqa: E402
 
 from vlprompt import __version__  # noqa: E402
 from vlprompt.clip_loader import file_sha256, weights_sha256  # noqa: E402
-from vlprompt.config import extend_cfg, merge_from_file_checked, merge_from_list_checked  # noqa: E402
-from vlprompt.engine import (TRAINER_REGISTRY, build_trainer, close_logger, collect_env_info,  # noqa: E402
+from vlprompt.config import config_scope, extend_cfg, merge_from_file_checked, merge_from_list_checked  # noqa: E402
+from vlprompt.engine import (DATASET_REGISTRY, ENGINE, TRAINER_REGISTRY, build_trainer, close_logger, collect_env_info,  # noqa: E402
                              get_cfg_default, set_random_seed, setup_logger)
 from vlprompt.engine.builtin.registry import check_availability  # noqa: E402
 from vlprompt.errors import ConfigValueError, MissingFileError, RunDirectoryError, run_main  # noqa: E402
-from vlprompt.run_dir import claim_run_directory, is_finished  # noqa: E402
-from vlprompt.run_identity import build_identity, model_mismatch, read_identity  # noqa: E402
+from vlprompt.run_dir import claim_run_directory, is_finished, record_identity, recorded_identity  # noqa: E402
+from vlprompt.run_identity import (build_identity, differences, model_mismatch, recorded_environment,  # noqa: E402
+                                   trained_summary)
 from vlprompt.validation import RUN_WARNINGS, validate_run  # noqa: E402
 
 
@@ -129,20 +130,31 @@ def model_checkpoints(model_dir, load_epoch, trainer_cls):
     return {os.path.relpath(p, model_dir): file_sha256(p) for p in files}
 
 
+def run_device(cfg):
+    """The device type a run computes on (the engine's rule: CUDA when there is one and USE_CUDA)."""
+    return "cuda" if torch.cuda.is_available() and cfg.USE_CUDA else "cpu"
+
+
 def run_identity(cfg, args, trainer_cls):
     """The identity of this run (vlprompt.run_identity); for an evaluation, checked against the training
     identity of the model it loads."""
-    model = None
+    scope = config_scope()
+    device = run_device(cfg)
+    precision = trainer_cls.run_precision(cfg, device, verbose=False).name \
+        if hasattr(trainer_cls, "run_precision") else None
+    model = trained = None
     if args.eval_only and args.model_dir:
         if not os.path.isdir(args.model_dir):
             raise MissingFileError(f"No model directory {args.model_dir} (from --model-dir)")
-        trained = read_identity(args.model_dir)
+        trained = recorded_identity(args.model_dir, scope)
         model = {"dir": os.path.abspath(args.model_dir), "load_epoch": args.load_epoch,
                  "files": model_checkpoints(args.model_dir, args.load_epoch, trainer_cls),
-                 "trained_fingerprint": trained.get("fingerprint") if trained else None}
+                 "trained": trained_summary(trained)}
+    recorded = recorded_environment(ENGINE, {"vlprompt": __version__, "torch": torch.__version__}, REPO_ROOT)
     identity = build_identity(cfg, "eval" if args.eval_only else "train", args.opts, args.config_file,
                               args.dataset_config_file, clip_sha256=weights_sha256(cfg.MODEL.BACKBONE.NAME),
-                              model=model, version=__version__)
+                              model=model, version=__version__, precision=precision, device=device, scope=scope,
+                              recorded=recorded)
     if model and trained:
         mismatch = model_mismatch(trained, identity)
         if mismatch:
@@ -150,10 +162,28 @@ def run_identity(cfg, args, trainer_cls):
                 f"The model in {args.model_dir} was trained with other settings than this evaluation asks for: "
                 + "; ".join(f"{m}" for m in mismatch) + ". Pass the same config file and KEY VALUE options as "
                 "its training run (the scripts do)")
+    if cfg.RESUME and os.path.realpath(cfg.RESUME) != os.path.realpath(cfg.OUTPUT_DIR):
+        check_resume_source(cfg.RESUME, identity, scope)
     return identity
 
 
-def main(argv=None):
+def check_resume_source(source, identity, scope):
+    """--resume SRC continues SRC's model in this run's directory: SRC must hold this very run (same
+    identity), or the result would carry this command's settings for another run's model."""
+    if not os.path.isdir(source):
+        raise MissingFileError(f"No directory {source} (from --resume)")
+    recorded = recorded_identity(source, scope)
+    if recorded is None:
+        raise RunDirectoryError(f"--resume {source} holds no run identity (identity.json), so it cannot be told to be "
+                                "this run: resume from a run directory that vlprompt wrote with these settings")
+    if recorded.get("fingerprint") != identity["fingerprint"]:
+        raise RunDirectoryError(f"--resume {source} holds another run: " + "; ".join(differences(recorded, identity))
+                                + ". Resume only a run with the same settings")
+
+
+def main(argv=None, way_out=None):
+    """way_out: how the caller keeps a run apart from another in its directory (the scripts: VARIANT=, OUTPUT=),
+    named when the output directory holds another run."""
     start_time = time.time()
     RUN_WARNINGS.clear()
     args = build_parser().parse_args(argv)
@@ -163,14 +193,20 @@ def main(argv=None):
         check_availability(cfg.TRAINER.NAME, TRAINER_REGISTRY.registered_names())
     except ValueError as e:
         raise ConfigValueError(f"Trainer (--trainer / TRAINER.NAME): {e}") from None
+    try:
+        check_availability(cfg.DATASET.NAME, DATASET_REGISTRY.registered_names())
+    except ValueError as e:
+        raise ConfigValueError(f"Dataset (DATASET.NAME, from --dataset-config-file): {e}") from None
     trainer_cls = TRAINER_REGISTRY.get(cfg.TRAINER.NAME)
-    validate_run(cfg, trainer_cls, eval_only=args.eval_only, model_dir=args.model_dir, seed_arg=args.seed)
+    validate_run(cfg, trainer_cls, eval_only=args.eval_only, model_dir=args.model_dir, seed_arg=args.seed,
+                 dataset_cls=DATASET_REGISTRY.get(cfg.DATASET.NAME))
     identity = run_identity(cfg, args, trainer_cls)
-    lock, existing = claim_run_directory(cfg.OUTPUT_DIR, identity)
+    lock, existing = claim_run_directory(cfg.OUTPUT_DIR, identity, scope=config_scope(), way_out=way_out)
     try:
         if args.skip_finished and existing and is_finished(cfg.OUTPUT_DIR):  # existing: the same identity
             print(f"The results exist at {cfg.OUTPUT_DIR} (so skip this job)")
             return 0
+        record_identity(cfg.OUTPUT_DIR, identity, existing)
         if cfg.SEED >= 0:
             print(f"Setting fixed seed: {cfg.SEED}")
             set_random_seed(cfg.SEED)

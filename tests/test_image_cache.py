@@ -165,7 +165,7 @@ def test_turned_off_with_test_image_cache_false(tmp_path, caltech_root, tiny_cli
 
 
 def test_an_unknown_decoder_is_refused(tmp_path, caltech_root, tiny_clip_path):
-    with pytest.raises(ValueError, match=r"TEST.IMAGE_CACHE_DECODER must be one of \['pil', 'torchvision'\], got 'gpu'"):
+    with pytest.raises(ValueError, match=r"TEST.IMAGE_CACHE_DECODER 'gpu' is not allowed: expected one of pil, torchvision"):
         run_train(train_argv("CoOp", "CoOp/vit_b16_ep50.yaml", caltech_root, tmp_path / "run", tiny_clip_path,
                              "TEST.IMAGE_CACHE_DECODER", "gpu"))
 

@@ -89,13 +89,13 @@ def test_eval_only_into_another_models_folder_and_mismatched_model_are_refused(t
     assert cli(argv(caltech_root, b, tiny_clip_path, epochs=1, seed=2), capsys)[0] == 0
     evaluate = ["--eval-only", "--load-epoch", 1, "DATASET.SUBSAMPLE_CLASSES", "new"]
     assert cli(argv(caltech_root, ev, tiny_clip_path, "--model-dir", a, *evaluate, epochs=1), capsys)[0] == 0
-    assert read_result(ev)["identity"]["model"]["trained_fingerprint"] == json.load(open(a / "identity.json"))[
+    assert read_result(ev)["identity"]["model"]["trained"]["fingerprint"] == json.load(open(a / "identity.json"))[
         "fingerprint"]
     code, _, err = cli(argv(caltech_root, ev, tiny_clip_path, "--model-dir", b, *evaluate, epochs=1, seed=2), capsys)
     assert code == 2 and "holds another run" in err and "evaluated model:" in err
     code, _, err = cli(argv(caltech_root, tmp_path / "ev2", tiny_clip_path, "--model-dir", a, *evaluate,
                             "TRAINER.COOP.N_CTX", 4, epochs=1), capsys)
-    assert code == 2 and f"The model in {a} was trained with other settings" in err and "TRAINER.COOP.N_CTX: 16 -> 4" in err
+    assert code == 2 and f"The model in {a} was trained with other settings" in err and "TRAINER.COOP.N_CTX: 16 (default) -> 4" in err
 
 
 def test_scripts_put_a_variant_in_its_own_directory_and_its_test_finds_it(tmp_path, caltech_root, tiny_clip_path):
@@ -184,7 +184,7 @@ def test_one_writer_per_run_directory(tmp_path, caltech_root, tiny_clip_path, ca
     (["DATASET.NUM_SHOTS", "-3"], "DATASET.NUM_SHOTS -3 is not allowed: expected K >= 1 images per class, or -1 for all"),
     (["DATASET.NUM_SHOTS", "0"], "DATASET.NUM_SHOTS 0 is not allowed"),
     (["TRAINER.COOP.N_CTX", "0"], "TRAINER.COOP.N_CTX 0 is not allowed: expected at least 1 learnable context token"),
-    (["--seed", "-2"], "--seed -2 is not allowed: expected a seed >= 0, or -1 (the default) for an unseeded run"),
+    (["--seed", "-2"], "--seed -2 is not allowed: expected a seed from 0 to 4294967295, or -1 (the default) for an unseeded run"),
     (["DATALOADER.TRAIN_X.BATCH_SIZE", "0"], "DATALOADER.TRAIN_X.BATCH_SIZE 0 is not allowed: expected an integer >= 1"),
     (["OPTIM.MAX_EPOCH", "0"], "OPTIM.MAX_EPOCH 0 is not allowed"),
     (["--eval-only"], "--eval-only needs --model-dir for CoOp: without trained prompts it would evaluate their random "
@@ -314,7 +314,7 @@ def test_a_truncated_checkpoint_is_named(tmp_path, caltech_root, tiny_clip_path,
     (["--config-file", "/nonexistent/x.yaml"], "error: Config file not found: /nonexistent/x.yaml\n"),
     (["DATASET.NUM_SHOTS"], "error: Options must be KEY VALUE pairs; got an odd number of items in command-line options"),
     (["TRAINER.COOP.PREC", "fp8"], "error: TRAINER.COOP.PREC 'fp8' is not allowed: expected one of fp16, fp32, amp, bf16\n"),
-    (["TRAINER.COOP.CLASS_TOKEN_POSITION", "middle-ish"], "error: CLASS_TOKEN_POSITION must be one of"),
+    (["TRAINER.COOP.CLASS_TOKEN_POSITION", "middle-ish"], "error: TRAINER.COOP.CLASS_TOKEN_POSITION 'middle-ish' is not allowed: expected one of end, middle, front\n"),
 ])
 def test_config_errors_found_later_still_end_in_one_line(tmp_path, caltech_root, tiny_clip_path, capsys, extra, message):
     """Errors raised once the trainer is being built (after the config is printed) are the last line, without a

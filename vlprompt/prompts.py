@@ -12,6 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .errors import ConfigValueError
+from .validation import check_choice
 from .clip_loader import bpe_length, tokenize
 
 CLASS_TOKEN_POSITIONS = ("end", "middle", "front")
@@ -91,8 +92,7 @@ class ClassPrompts(nn.Module):
 
     def __init__(self, text_encoder, classnames, prompt_prefix, n_ctx, class_token_position="end"):
         super().__init__()
-        if class_token_position not in CLASS_TOKEN_POSITIONS:
-            raise ConfigValueError(f"CLASS_TOKEN_POSITION must be one of {CLASS_TOKEN_POSITIONS}, got {class_token_position!r}")
+        check_choice("CLASS_TOKEN_POSITION", class_token_position, CLASS_TOKEN_POSITIONS)
         names = [clean_classname(name) for name in classnames]
         self.classnames = names
         self.n_cls = len(names)

@@ -35,7 +35,7 @@ from .errors import ConfigValueError, MissingFileError, UserError
 from .fileio import atomic_write, load_torch_file, torch_save_atomic, write_json_atomic
 from .precision import PRECISIONS, apply_to_clip, resolve_precision
 from .resume import capture_rng_state, checkpoint_epochs, kill_point, restore_rng_state
-from .validation import RUN_WARNINGS
+from .validation import RUN_WARNINGS, check_choice
 
 CHECKPOINT_EXTRA_KEYS = ("token_prefix", "token_suffix")
 
@@ -90,6 +90,8 @@ class PromptTrainer(TrainerX):
     # The method's keys under cfg.TRAINER.<CONFIG_NODE> and their defaults, stated once: add_config adds them
     # to a config, method_option falls back on them. The originals' keys keep their names and values.
     CONFIG_DEFAULTS = {}
+    # The method's enumerated keys -> their allowed values, checked before a run starts (vlprompt.validation)
+    CONFIG_CHOICES = {"PREC": PRECISIONS}
     CHECKPOINT_NAME = "prompt_learner"  # folder of the checkpoints in the output dir (the originals' name)
     HAS_TRAINABLE_PROMPTS = True  # False: nothing to train or load (zero-shot CLIP)
 
@@ -142,7 +144,13 @@ class PromptTrainer(TrainerX):
 
     def method_option(self, key):
         """A method key; its CONFIG_DEFAULTS value where a Dassl codebase's own train.py did not add it."""
-        return self.method_cfg.get(key, self.CONFIG_DEFAULTS[key])
+        return self.config_option(self.cfg, key)
+
+    @classmethod
+    def config_option(cls, cfg, key):
+        """method_option for a config, before a trainer exists."""
+        node = cfg.TRAINER.get(cls.CONFIG_NODE, None) if cls.CONFIG_NODE else None
+        return (node or {}).get(key, cls.CONFIG_DEFAULTS[key])
 
     def check_cfg(self, cfg):
         if self.CONFIG_NODE is None:
@@ -151,19 +159,23 @@ class PromptTrainer(TrainerX):
             raise KeyError(
                 f"cfg.TRAINER.{self.CONFIG_NODE} is missing: add the trainers' config keys before merging config "
                 "files (vlprompt.config.extend_cfg(cfg) does it; train.py calls it).")
-        prec = cfg.TRAINER[self.CONFIG_NODE].get("PREC", self.CONFIG_DEFAULTS["PREC"])
-        if prec not in PRECISIONS:
-            raise ConfigValueError(f"TRAINER.{self.CONFIG_NODE}.PREC {prec!r} is not allowed: expected one of "
-                                   f"{', '.join(PRECISIONS)}")
+        for key, allowed in self.CONFIG_CHOICES.items():  # also where a codebase's own train.py builds us
+            check_choice(f"TRAINER.{self.CONFIG_NODE}.{key}", self.config_option(cfg, key), allowed)
 
     def build_data_loader(self):
         super().build_data_loader()
         image_cache.attach(self)  # evaluation reads preprocessed test images (vlprompt/data/image_cache.py)
 
+    @classmethod
+    def run_precision(cls, cfg, device, verbose=True):
+        """The Precision a run of this trainer computes with for PREC on `device` (a trainer may adjust it,
+        e.g. VPT's fp16 that the original ran in fp32). Also what the run's identity records, before the
+        trainer is built."""
+        prec = cls.config_option(cfg, "PREC") if cls.CONFIG_NODE else "fp16"
+        return resolve_precision(prec, device, verbose=verbose)
+
     def build_precision(self):
-        """The Precision for PREC (a trainer may adjust it, e.g. VPT's fp16 that the original ran in fp32)."""
-        prec = self.method_option("PREC") if self.CONFIG_NODE else "fp16"
-        return resolve_precision(prec, self.device)
+        return self.run_precision(self.cfg, self.device)
 
     def build_model(self):
         cfg = self.cfg

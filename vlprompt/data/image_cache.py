@@ -47,6 +47,7 @@ from ..engine.builtin.transforms import describe_deterministic_test_transform
 from ..fileio import atomic_write
 from ..progress import progress
 from ..resume import capture_rng_state, restore_rng_state
+from ..validation import check_choice
 
 try:
     import fcntl
@@ -77,8 +78,7 @@ def attach(trainer):
     if not cfg.TEST.get("IMAGE_CACHE", True):
         return
     decoder = cfg.TEST.get("IMAGE_CACHE_DECODER", "pil")
-    if decoder not in DECODERS:
-        raise ValueError(f"TEST.IMAGE_CACHE_DECODER must be one of {list(DECODERS)}, got {decoder!r}")
+    check_choice("TEST.IMAGE_CACHE_DECODER", decoder, DECODERS)
     for name, split in (("val_loader", "val"), ("test_loader", "test")):
         loader = getattr(trainer, name, None)
         if isinstance(loader, DataLoader):

@@ -8,6 +8,8 @@ import math
 
 from vlprompt.engine import Datum
 
+from ..validation import check_choice
+
 SUBSAMPLE_CHOICES = ("all", "base", "new")
 
 
@@ -18,8 +20,7 @@ def base_new_labels(labels, subsample):
 
 
 def subsample_classes(*datasets, subsample="all"):
-    if subsample not in SUBSAMPLE_CHOICES:
-        raise ValueError(f"DATASET.SUBSAMPLE_CLASSES must be one of {SUBSAMPLE_CHOICES}, got {subsample!r}")
+    check_choice("DATASET.SUBSAMPLE_CLASSES", subsample, SUBSAMPLE_CHOICES)
     if subsample == "all":
         return datasets
     selected = base_new_labels([item.label for item in datasets[0]], subsample)

@@ -26,11 +26,9 @@ from torchvision.transforms import (
     ToTensor,
 )
 
-AVAI_CHOICES = [
-    "random_flip", "random_resized_crop", "normalize", "instance_norm", "random_crop", "random_translation",
-    "center_crop", "cutout", "imagenet_policy", "cifar10_policy", "svhn_policy", "randaugment",
-    "randaugment_fixmatch", "randaugment2", "gaussian_noise", "colorjitter", "randomgrayscale", "gaussian_blur",
-]
+from ..choices import TRANSFORMS
+
+AVAI_CHOICES = list(TRANSFORMS)
 # Dassl implements these two with its own operation lists; the built-in engine does not reproduce them.
 _DASSL_ONLY = {"randaugment_fixmatch", "randaugment2"}
 
