@@ -6,7 +6,8 @@
 
 The same command line as CoOp's/MaPLe's. Reads logs written by vlprompt and by the original code
 (both end signals, 1- or 2-decimal metrics, the newest log of a re-run) and names any run without
-a result instead of silently averaging fewer seeds.
+a result instead of silently averaging fewer seeds. Runs that record different settings (their
+identity.json) are refused with the keys that differ, not averaged (exit status 2, as for every user error).
 """
 import argparse
 import os
@@ -14,6 +15,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from vlprompt.errors import EXIT_USER_ERROR, UserError, report_user_error  # noqa: E402
 from vlprompt.parse_logs import parse_directory, parse_multi_exp  # noqa: E402
 
 
@@ -30,9 +32,9 @@ def main(argv=None):
             parse_multi_exp(args.directory, args.keyword, args.test_log, args.ci95)
         else:
             parse_directory(args.directory, args.keyword, args.test_log, args.ci95)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    except UserError as e:
+        report_user_error(e)
+        return EXIT_USER_ERROR
     return 0
 
 
