@@ -57,14 +57,37 @@ def remove_stale_temp_files(directory, recursive=False, target=None):
     return removed
 
 
+def current_umask():
+    """The process's umask, read without changing it (Linux: /proc/self/status), else by setting and
+    restoring it."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def file_mode():
+    """The mode open() gives a new file: 0o666 less the umask (so `umask 002` makes it group-writable)."""
+    return 0o666 & ~current_umask()
+
+
 @contextlib.contextmanager
 def atomic_write(path, mode="wb"):
-    """Open a temporary file next to `path`; on success it replaces `path` in one rename."""
+    """Open a temporary file next to `path`; on success it replaces `path` in one rename. The file gets the
+    mode open() would give it (the umask decides; mkstemp's own 0600 would hide results, checkpoints and
+    caches from the group that shares an output tree or a data folder)."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     remove_stale_temp_files(directory, target=path)
     fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=TEMP_SUFFIX, dir=directory)
     try:
+        os.fchmod(fd, file_mode())
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()

@@ -65,7 +65,7 @@ def _worker(index, slot, tasks, results, log_dir, repo, threads):
     os.environ["CUDA_VISIBLE_DEVICES"] = slot
     if not slot:
         os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-    worker_log = os.open(os.path.join(log_dir, f"worker-{index}.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    worker_log = os.open(os.path.join(log_dir, f"worker-{index}.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
     os.dup2(worker_log, 1)
     os.dup2(worker_log, 2)
     import torch  # noqa: F401 (paid once per worker, before the first run)
