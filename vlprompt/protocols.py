@@ -78,6 +78,20 @@ def coop_config(backbone, shots, dataset):
     return f"{backbone}_ep100" if shots in (2, 4) else backbone
 
 
+def variant_suffix(opts, variant=None):
+    """The suffix of a variant's config folder: `variant` None names it from the KEY VALUE options as the
+    scripts do (VARIANT unset), "" keeps the plain tree, a name gives "+name" (the scripts' VARIANT)."""
+    opts = [str(o) for o in opts]
+    if variant is not None and ("/" in variant or variant.startswith(".")):
+        raise ProtocolError(f"VARIANT={variant}: a variant name is one folder-name part (no '/', not starting "
+                            "with '.')")
+    if len(opts) % 2:
+        raise ProtocolError(f"options must be KEY VALUE pairs; got an odd number: {' '.join(opts)}")
+    if variant is None:
+        return variant_name(opts)
+    return f"+{variant}" if variant else ""
+
+
 class Planner:
     """Builds the runs of the protocols: one method per kind of run, each the train.py command line and output
     directory of one script of scripts/ (named in its docstring). The plans below and the scripts
@@ -93,15 +107,7 @@ class Planner:
         self.repo = find_codebase("train.py", repo, "vlprompt's codebase (train.py and configs/)")
         self.data, self.output = data, os.path.abspath(output)
         self.opts = [str(o) for o in opts]
-        if variant is not None and ("/" in variant or variant.startswith(".")):
-            raise ProtocolError(f"VARIANT={variant}: a variant name is one folder-name part (no '/', not starting "
-                                "with '.')")
-        if len(self.opts) % 2:
-            raise ProtocolError(f"options must be KEY VALUE pairs; got an odd number: {' '.join(self.opts)}")
-        if variant is None:  # as the scripts name it (VARIANT unset)
-            self.suffix = variant_name(self.opts)
-        else:
-            self.suffix = f"+{variant}" if variant else ""
+        self.suffix = variant_suffix(self.opts, variant)
 
     def dataset_config(self, dataset):
         path = os.path.join(self.repo, "configs", "datasets", f"{dataset}.yaml")
@@ -182,14 +188,15 @@ class Planner:
             "CoOp", "CoOp", cfg, dataset, seed, out_dir, *_coop_options(ctp, nctx, csc), "DATASET.NUM_SHOTS", shots,
             *self.opts), out_dir)
 
-    def coop_test(self, dataset, cfg, seed, load_epoch=None, ctp="end", nctx=16, csc=False):
-        """eval.sh DATASET CFG, one seed: the 16-shot ImageNet model (main.sh imagenet CFG end 16 16 False)."""
-        folder = self.coop_folder(cfg, 16, ctp, nctx, csc)
+    def coop_test(self, dataset, cfg, seed, load_epoch=None, ctp="end", nctx=16, csc=False, shots=16):
+        """eval.sh DATASET CFG, one seed: the ImageNet model trained with `shots` (SHOTS, default 16: main.sh
+        imagenet CFG end 16 16 False)."""
+        folder = self.coop_folder(cfg, shots, ctp, nctx, csc)
         model_dir, out_dir = self.out("imagenet", folder, f"seed{seed}"), self.out("evaluation", folder, dataset,
                                                                                   f"seed{seed}")
         return Run(f"{dataset}-seed{seed}-test", self.test_argv(
             "CoOp", cfg, dataset, seed, out_dir, model_dir, load_epoch, *_coop_options(ctp, nctx, csc), *self.opts),
-            out_dir, after=[f"imagenet-{16}shots-seed{seed}"])
+            out_dir, after=[f"imagenet-{shots}shots-seed{seed}"])
 
     # zero-shot CLIP (scripts/zsclip/zeroshot.sh) -----------------------------------------------------
     def zeroshot(self, trainer, cfg, dataset):
@@ -210,18 +217,19 @@ class Planner:
         return Run(f"{dataset}-{target}-seed{seed}", argv[:i] + ["--target-domains", target] + argv[i:], out_dir)
 
     # released weights (scripts/<method>/reproduce*.sh) -----------------------------------------------
+    # Their evaluations get a tree of their own, OUTPUT/released/..., laid out as your own runs' tree, so the
+    # two never share (or refuse each other's) folders; `vlprompt results` reads both and never mixes them.
     def released_base2new(self, trainer, cfg, dataset, seed, model_dir, epoch, shots=16):
-        """reproduce.sh: a released base-class model evaluated on the base and on the new classes (where
-        base2new_train.sh's final test and base2new_test.sh write)."""
+        """reproduce.sh: a released base-class model evaluated on the base and on the new classes."""
         tail = self.b2n_tail(trainer, cfg, dataset, seed, shots)
         return [Run(f"{dataset}-seed{seed}-test-{sub}", self.argv(
-            trainer, trainer, cfg, dataset, seed, self.out(f"base2new/test_{sub}", tail), "--model-dir", model_dir,
-            "--load-epoch", epoch, "--eval-only", "DATASET.NUM_SHOTS", shots, "DATASET.SUBSAMPLE_CLASSES", sub,
-            *self.opts), self.out(f"base2new/test_{sub}", tail)) for sub in ("base", "new")]
+            trainer, trainer, cfg, dataset, seed, self.out(f"released/base2new/test_{sub}", tail), "--model-dir",
+            model_dir, "--load-epoch", epoch, "--eval-only", "DATASET.NUM_SHOTS", shots, "DATASET.SUBSAMPLE_CLASSES",
+            sub, *self.opts), self.out(f"released/base2new/test_{sub}", tail)) for sub in ("base", "new")]
 
     def released_xd(self, trainer, cfg, dataset, seed, model_dir, epoch, shots=16):
-        """reproduce_xd.sh: a released ImageNet model on all classes of a dataset (where xd_test.sh writes)."""
-        out_dir = self.out("evaluation", self.xd_folder(trainer, cfg, shots), dataset, f"seed{seed}")
+        """reproduce_xd.sh: a released ImageNet model on all classes of a dataset."""
+        out_dir = self.out("released/evaluation", self.xd_folder(trainer, cfg, shots), dataset, f"seed{seed}")
         return Run(f"{dataset}-seed{seed}-test", self.argv(trainer, trainer, cfg, dataset, seed, out_dir,
                                                            "--model-dir", model_dir, "--load-epoch", epoch,
                                                            "--eval-only", *self.opts), out_dir)

@@ -10,6 +10,8 @@ the machine):
              its holder dies); tested with a non-blocking flock of our own
     failed   train.py started it (identity.json exists) but it has no finished result and nobody holds
              the lock: it crashed, was killed, timed out or was cancelled; its log is `log.txt`
+    other    the directory holds another run: its identity records other options, trainer, config, seed or
+             kind than this run's command line (two variants planned into one tree with VARIANT=)
     pending  nothing has started it yet
 
 This module imports neither torch nor CLIP (`vlprompt run --status` reads states without them).
@@ -26,8 +28,8 @@ from ..run_identity import IDENTITY_FILE
 RESULT_FILE = "result.json"
 LOG_FILE = "log.txt"
 
-DONE, RUNNING, FAILED, PENDING = "done", "running", "failed", "pending"
-STATES = (DONE, RUNNING, FAILED, PENDING)
+DONE, RUNNING, FAILED, OTHER, PENDING = "done", "running", "failed", "other", "pending"
+STATES = (DONE, RUNNING, FAILED, OTHER, PENDING)
 
 
 @dataclasses.dataclass
@@ -65,6 +67,7 @@ class RunState:
     pid: str = None             # the lock holder of a running run
     job: str = None             # the scheduler's job id, where a launcher knows it
     scheduler: str = None       # what the scheduler says about that job (e.g. PENDING, RUNNING), or None
+    other: str = None           # what the directory's run differs in (state OTHER)
 
     def describe(self):
         text = f"{self.state:8s} {self.name}"
@@ -72,7 +75,54 @@ class RunState:
             text += f"  [job {self.job}{': ' + self.scheduler if self.scheduler else ''}]"
         if self.state == FAILED:
             text += f"  log: {self.log}"
+        if self.state == OTHER:
+            text += f"  {self.output_dir} holds another run ({self.other}): give this one its own folder with " \
+                    "VARIANT=<name> (unset: named from the options) or OUTPUT=<another folder>"
         return text
+
+
+# train.py's flags that take values (the rest are switches); a list flag takes values until the next flag or
+# config key.
+_VALUE_FLAGS = {"--root", "--output-dir", "--resume", "--seed", "--config-file", "--dataset-config-file", "--trainer",
+                "--backbone", "--head", "--model-dir", "--load-epoch"}
+_LIST_FLAGS = {"--source-domains", "--target-domains", "--transforms"}
+
+
+def _is_config_key(token):
+    return "." in token and token.split(".", 1)[0].isupper() and not token.startswith("-")
+
+
+def command_line_parts(argv):
+    """({flag: value}, [KEY VALUE options]) of a train.py command line, without importing train.py."""
+    flags, i, argv = {}, 0, [str(a) for a in argv]
+    while i < len(argv):
+        token = argv[i]
+        if token in _VALUE_FLAGS and i + 1 < len(argv):
+            flags[token], i = argv[i + 1], i + 2
+        elif token in _LIST_FLAGS:
+            j = i + 1
+            while j < len(argv) and not argv[j].startswith("--") and not _is_config_key(argv[j]):
+                j += 1
+            flags[token], i = argv[i + 1:j], j
+        elif token.startswith("--"):
+            flags[token], i = True, i + 1
+        else:
+            return flags, argv[i:]
+    return flags, []
+
+
+def other_run(run, identity):
+    """What the identity a directory records differs in from `run`'s command line ("" if nothing)."""
+    flags, opts = command_line_parts(run.argv)
+    expected = {"trainer": flags.get("--trainer"),
+                "config": os.path.splitext(os.path.basename(flags.get("--config-file") or ""))[0] or None,
+                "kind": "eval" if flags.get("--eval-only") else "train", "overrides": opts}
+    seed = flags.get("--seed")
+    if seed is not None and str(seed).lstrip("-").isdigit():
+        expected["seed"] = int(seed) if int(seed) >= 0 else None
+    differ = [f"{key}: {identity.get(key)!r}" for key, value in expected.items()
+              if key in identity and identity.get(key) != value]
+    return "; ".join(differ)
 
 
 def run_state(run, launcher_log=None):
@@ -81,16 +131,30 @@ def run_state(run, launcher_log=None):
     missing dataset) was started all the same, and is failed with that log, not pending."""
     out = run.output_dir
     log = os.path.join(out, LOG_FILE)
+    recorded = _read_json(os.path.join(out, IDENTITY_FILE))
+    differ = other_run(run, recorded) if isinstance(recorded, dict) else ""
+    pid = lock_holder(out)
+    if differ and pid is None:
+        return RunState(run.name, OTHER, out, log=log, other=differ)
     if is_finished(out):
         return RunState(run.name, DONE, out)
-    pid = lock_holder(out)
     if pid is not None:
         return RunState(run.name, RUNNING, out, log=log, pid=pid)
-    if os.path.isfile(os.path.join(out, IDENTITY_FILE)):
+    if recorded is not None:
         return RunState(run.name, FAILED, out, log=log)
     if launcher_log and os.path.isfile(launcher_log):
         return RunState(run.name, FAILED, out, log=launcher_log)
     return RunState(run.name, PENDING, out)
+
+
+def _read_json(path):
+    import json
+
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
 
 
 # ----------------------------------------------------------------------------------- running a run
