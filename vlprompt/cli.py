@@ -3,7 +3,7 @@
     vlprompt data list
     vlprompt data check --root $DATA [NAMES...] [--images skip|open|decode] [--json]
     vlprompt data download NAME [NAME...] --root $DATA [--mirror URL] [--keep-archives]
-    vlprompt results {base2new,xd,dg} OUTPUT [--trainer T] [--config CFG] [--shots K] [--paper NAME] [--out DIR]
+    vlprompt results {base2new,xd,dg,fewshot,zeroshot} OUTPUT [--trainer T] [--config CFG] [--shots K] [--paper NAME] [--out DIR]
     vlprompt run PROTOCOL METHOD [--datasets ...] [--seeds 1 2 3] [--shots ...] [--gpus auto] [--jobs-per-gpu N]
                  [--launcher local|slurm] [--status] [--repo DIR] [--output DIR] [--root DIR] [-- KEY VALUE ...]
     vlprompt export-checkpoint RUN_DIR --format original [--out DIR] [--epoch N] [--trainer NAME]
@@ -54,7 +54,8 @@ def cmd_data_list(args):
 
 def _reader_names(names, repo):
     """Dataset config names (configs/datasets/<name>.yaml, as the scripts and `vlprompt run` take them:
-    caltech101, imagenet_a) become their readers' names (its DATASET.NAME); other names stay."""
+    caltech101, imagenet_a, a CustomDataset config) become (reader name, the config's other DATASET keys, the
+    config name), so that a config's DATASET.CUSTOM.DIR is checked as a run would read it; other names stay."""
     import yaml
 
     from vlprompt.data.catalog import CATALOG
@@ -66,11 +67,25 @@ def _reader_names(names, repo):
             relative = os.path.join("configs", "datasets", f"{name}.yaml")
             try:
                 with open(os.path.join(find_codebase(relative, repo), relative)) as f:
-                    name = (yaml.safe_load(f) or {}).get("DATASET", {}).get("NAME") or name
+                    dataset = (yaml.safe_load(f) or {}).get("DATASET", {}) or {}
             except (CodebaseNotFound, OSError, AttributeError, yaml.YAMLError):
-                pass
+                dataset = {}
+            if isinstance(dataset, dict) and dataset.get("NAME"):
+                keys = {f"DATASET.{k}": v for k, v in _flat(dataset).items() if k not in ("NAME", "ROOT")}
+                readers.append((dataset["NAME"], keys, name))
+                continue
         readers.append(name)
     return readers
+
+
+def _flat(node, prefix=""):
+    flat = {}
+    for key, value in node.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def cmd_data_check(args):
@@ -79,8 +94,9 @@ def cmd_data_check(args):
 
     args.names = _reader_names(args.names, args.repo)
     if args.names:  # the standard names are known without importing the readers (and torch)
-        known = list(CATALOG) if set(args.names) <= set(CATALOG) else reader_registry(args.repo).registered_names()
-        _known_names(args.names, known)
+        names = [item[0] if isinstance(item, tuple) else item for item in args.names]
+        known = list(CATALOG) if set(names) <= set(CATALOG) else reader_registry(args.repo).registered_names()
+        _known_names(names, known)
     if args.json:
         lines = []
         reports, ok = check(_root(args), args.names, opts=_opts(args.opts), images=args.images, out=lines.append,
@@ -159,11 +175,14 @@ def cmd_results(args):
 
 
 def add_results_commands(subparsers):
+    from vlprompt.results import KINDS
+
     p = subparsers.add_parser("results", help="tables built from the runs' result.json files, next to the papers' "
                               "numbers (Markdown, CSV and a figure as PNG, PDF and SVG)")
-    p.add_argument("protocol", choices=("base2new", "xd", "dg"),
+    p.add_argument("protocol", choices=KINDS,
                    help="base2new: base/new/HM per dataset; xd: cross-dataset and ImageNet-variant accuracy; "
-                   "dg: MetaPrompt's leave-one-domain-out")
+                   "dg: MetaPrompt's leave-one-domain-out; fewshot: accuracy against shots (CoOp); zeroshot: "
+                   "zero-shot CLIP per dataset")
     p.add_argument("output", help="the scripts' output root (e.g. output/)")
     p.add_argument("--trainer", default=None, help="only this method (default: a table per method and config)")
     p.add_argument("--config", default=None, help="only this config name")
@@ -182,8 +201,8 @@ def cmd_run(args):
             stages = plan_protocol(args.protocol, args.method, args.output, data, args.datasets, args.seeds,
                                    args.shots, args.opts, repo=args.repo)
             counts = status(stages, launcher=args.launcher, output=args.output,
-                            log_dir=runner_log_dir(args.output, args.protocol, args.method))
-            return 1 if counts.get("failed") else 0
+                            log_dir=runner_log_dir(args.output, args.protocol, args.method, args.opts))
+            return 1 if counts.get("failed") or counts.get("other") else 0
         extra = {}
         if args.launcher == "slurm":
             from vlprompt.runner import _launcher_module
@@ -266,7 +285,10 @@ COMMAND_GROUPS = [add_data_commands, add_results_commands, add_run_commands, add
 
 
 def build_parser():
+    from vlprompt.version import __version__
+
     parser = argparse.ArgumentParser(prog="vlprompt", description="vlprompt: prompt learning for CLIP")
+    parser.add_argument("--version", action="version", version=f"vlprompt {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     for add in COMMAND_GROUPS:
@@ -278,6 +300,8 @@ def parse_args(argv=None):
     """argparse, except that `vlprompt run ... -- KEY VALUE ...` hands everything after `--` to every run
     (so the run command's options may come before or after its positional arguments)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["run"]:
+        argv = ["run"] + _positionals_first(argv[1:])
     if argv[:1] == ["run"] and "--" in argv:
         cut = argv.index("--")
         args = build_parser().parse_args(argv[:cut])
@@ -286,6 +310,27 @@ def parse_args(argv=None):
             raise SystemExit(f"error: the options after -- must be KEY VALUE pairs; got {' '.join(args.opts)}")
         return args
     return build_parser().parse_args(argv)
+
+
+def _positionals_first(argv):
+    """`vlprompt run`'s PROTOCOL and METHOD moved in front of its options, so that options that take several
+    values (--datasets, --seeds, --shots) may come before them too: the first protocol name and the first method
+    name before `--` are the positionals (no dataset, seed or option value is either)."""
+    from vlprompt.protocols import METHODS, PROTOCOLS
+
+    cut = argv.index("--") if "--" in argv else len(argv)
+    head, tail = argv[:cut], argv[cut:]
+    found = []
+    for names in (PROTOCOLS, METHODS):
+        for i, token in enumerate(head):
+            if token in names and not (i > 0 and head[i - 1] in _SINGLE_VALUE_OPTIONS):
+                found.append(head.pop(i))
+                break
+    return found + head + tail
+
+
+# `vlprompt run` options that take exactly one value (a protocol or method name there is that value)
+_SINGLE_VALUE_OPTIONS = {"--gpus", "--jobs-per-gpu", "--launcher", "--root", "--output", "--repo"}
 
 
 def main(argv=None):

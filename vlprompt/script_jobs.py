@@ -16,6 +16,7 @@ A job whose test needs a trained model finds the epoch that model saved before a
 arguments are one line on stderr and exit status 2.
 """
 import argparse
+import functools
 import os
 import shlex
 import sys
@@ -26,6 +27,11 @@ from .protocols import DG_CONFIG, METHODS, Planner, ProtocolError, dg_domains, r
 
 class UsageError(UserError):
     pass
+
+
+# What a script's refusal of an output directory holding another run names as the ways out.
+WAY_OUT = ("Set VARIANT=<name> to give this run a directory of its own (VARIANT= unset names it from the KEY VALUE "
+           "options), or OUTPUT=<another folder>")
 
 
 def _env(name, default=None):
@@ -46,6 +52,15 @@ def _integer(value, what):
     except ValueError:
         raise ProtocolError(f"{what}: {value!r} is not a seed (an integer)") from None
     return value
+
+
+def _shots(default):
+    """$SHOTS (default `default`), checked to be a shot count, so that a bad one stops the job before any run."""
+    text = _env("SHOTS", default)
+    if not text.lstrip("-").isdigit() or not (int(text) >= 1 or int(text) == -1):
+        raise ProtocolError(f"SHOTS={text!r} is not a shot count: expected an integer K >= 1 (images per class), or -1 "
+                            "for all images")
+    return text
 
 
 def _seeds():
@@ -78,17 +93,17 @@ def _weights(path):
 # -> the runs). The functions read the scripts' environment variables.
 def _base2new_train(p, method, dataset, seed):
     trainer, cfg = _method(method, 1)
-    return [p.base2new_train(trainer, cfg, dataset, seed, _env("SHOTS", "16"))]
+    return [p.base2new_train(trainer, cfg, dataset, seed, _shots("16"))]
 
 
 def _base2new_test(p, method, dataset, seed):
     trainer, cfg = _method(method, 1)
-    return [p.base2new_test(trainer, cfg, dataset, seed, _env("SHOTS", "16"), _env("LOADEP"))]
+    return [p.base2new_test(trainer, cfg, dataset, seed, _shots("16"), _env("LOADEP"))]
 
 
 def _xd_train(p, method, dataset, seed):
     trainer, cfg = _method(method, 2)
-    return [p.xd_train(trainer, cfg, dataset, seed, _env("SHOTS", "16"))]
+    return [p.xd_train(trainer, cfg, dataset, seed, _shots("16"))]
 
 
 def _xd_train_source(p, method, seed):
@@ -97,7 +112,7 @@ def _xd_train_source(p, method, seed):
 
 def _xd_test(p, method, dataset, seed):
     trainer, cfg = _method(method, 2)
-    return [p.xd_test(trainer, cfg, dataset, seed, _env("SHOTS", "16"), _env("LOADEP"),
+    return [p.xd_test(trainer, cfg, dataset, seed, _shots("16"), _env("LOADEP"),
                       _env("SOURCE_DATASET", "imagenet"))]
 
 
@@ -108,7 +123,7 @@ def _reproduce_base2new(p, method, dataset, seed, weights):
         raise ProtocolError(f"no {model_dir}: WEIGHTSPATH must be the unzipped folder of one dataset, holding "
                             "base/seed1 base/seed2 base/seed3")
     epoch = _env("LOADEP") or released_epoch(model_dir)
-    return p.released_base2new(trainer, cfg, dataset, seed, model_dir, epoch, _env("SHOTS", "16"))
+    return p.released_base2new(trainer, cfg, dataset, seed, model_dir, epoch, _shots("16"))
 
 
 def _reproduce_xd(p, method, dataset, seed, weights):
@@ -118,7 +133,7 @@ def _reproduce_xd(p, method, dataset, seed, weights):
         raise ProtocolError(f"no {model_dir}: WEIGHTSPATH must be the unzipped ImageNet folder, holding seed1 seed2 "
                             "seed3")
     epoch = _env("LOADEP") or released_epoch(model_dir)
-    return [p.released_xd(trainer, cfg, dataset, seed, model_dir, epoch, _env("SHOTS", "16"))]
+    return [p.released_xd(trainer, cfg, dataset, seed, model_dir, epoch, _shots("16"))]
 
 
 def _dg_train(p, method, dataset, target, seed, shots):
@@ -140,7 +155,7 @@ def _coop_main(p, method, dataset, cfg, ctp, nctx, shots, csc):
 
 
 def _coop_eval(p, method, dataset, cfg):
-    return [p.coop_test(dataset, cfg, seed, _env("LOADEP"), "end", 16, "False") for seed in _seeds()]
+    return [p.coop_test(dataset, cfg, seed, _env("LOADEP"), "end", 16, "False", _shots("16")) for seed in _seeds()]
 
 
 def _zeroshot(p, method, dataset, cfg):
@@ -164,6 +179,20 @@ JOBS = {
 }
 
 
+def _is_int(text, low):
+    return text.lstrip("-").isdigit() and int(text) >= low
+
+
+# A script's positional arguments that are checked before anything runs: name -> (test, what is allowed)
+POSITIONAL_CHECKS = {
+    "SEED": (lambda v: _is_int(v, -1), "a seed (an integer >= 0)"),
+    "SHOTS": (lambda v: _is_int(v, 1) or v == "-1", "a shot count (an integer >= 1, or -1 for all images)"),
+    "NCTX": (lambda v: _is_int(v, 1), "a number of context tokens (an integer >= 1)"),
+    "CSC": (lambda v: v in ("True", "False"), "True or False (class-specific context)"),
+    "CTP": (lambda v: v in ("end", "middle", "front"), "end, middle or front (the class token's position)"),
+}
+
+
 def plan_job(job, method, args, repo, script="script"):
     """The runs of `script`'s job for its arguments (positional, then KEY VALUE options) and the
     planner that built them."""
@@ -172,8 +201,9 @@ def plan_job(job, method, args, repo, script="script"):
         raise UsageError(f"usage: bash {script} {' '.join(names)} [KEY VALUE ...]{hint}")
     positional, opts = args[:len(names)], args[len(names):]
     for name, value in zip(names, positional):
-        if name == "SEED":
-            _integer(value, "SEED")
+        check = POSITIONAL_CHECKS.get(name)
+        if check is not None and not check[0](value):
+            raise ProtocolError(f"{name} {value!r} is not allowed: expected {check[1]}")
     planner = _planner(repo, opts)
     return build(planner, method, *positional), planner
 
@@ -199,12 +229,12 @@ def execute(runs, planner, dry_run=False, announce=False, out=print):
                 out(_announce(run))
             out(shlex.join([sys.executable, train_py, *argv]))
         return 0
-    module = _train_module(planner.repo)
+    main = functools.partial(_train_module(planner.repo).main, way_out=WAY_OUT)
     if len(runs) == 1:
         if announce:
             out(_announce(runs[0]))
         sys.argv[:] = [train_py, *argvs[0]]
-        return run_main(module.main, argvs[0])
+        return run_main(main, argvs[0])
     from .data import index_reuse
     from .launchers.base import ProcessState, run_isolated
 
@@ -214,7 +244,7 @@ def execute(runs, planner, dry_run=False, announce=False, out=print):
         if announce:
             out(_announce(run))
         sys.argv[:] = [train_py, *argv]
-        if run_isolated(lambda: module.main(argv), state) is not None:
+        if run_isolated(lambda: main(argv), state) is not None:
             failed.append(run)
     if failed:
         names = " ".join(os.path.relpath(run.output_dir, planner.output) for run in failed)
