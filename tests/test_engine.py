@@ -405,7 +405,8 @@ def test_yaml_merges_into_nodes_a_codebase_added_as_plain_yacs_nodes(tmp_path):
     cfg.merge_from_file(str(tmp_path / "coop.yaml"))
     assert (cfg.TRAINER.COOP.N_CTX, cfg.TRAINER.COOP.CTX_INIT, cfg.OPTIM.LR) == (4, "a photo of a", 0.5)
     (tmp_path / "bad.yaml").write_text("TRAINER:\n  COOP:\n    N_CTX: 'four'\n")
-    with pytest.raises(ValueError, match="Type mismatch"):
+    with pytest.raises(ValueError, match=r"TRAINER.COOP.N_CTX 'four' \(in .*bad.yaml\) is not allowed: expected an "
+                                         "integer"):
         cfg.merge_from_file(str(tmp_path / "bad.yaml"))
 
 

@@ -16,18 +16,24 @@ import json
 import os
 import sys
 
+from vlprompt.errors import UserError, report_user_error
+
+
+class CommandError(UserError):
+    """A bad argument of a `vlprompt` command: one line, exit status 2."""
+
 
 def _root(args):
     root = args.root or os.environ.get("DATA", "")
     if not root:
-        raise SystemExit("error: pass --root (the folder holding the datasets) or set $DATA")
+        raise CommandError("pass --root (the folder holding the datasets) or set $DATA")
     return root
 
 
 def _opts(pairs):
     pairs = pairs or []
     if len(pairs) % 2:
-        raise SystemExit(f"error: --opts takes KEY VALUE pairs, got {pairs}")
+        raise CommandError(f"--opts takes KEY VALUE pairs, got {pairs}")
     return dict(zip(pairs[0::2], pairs[1::2]))
 
 
@@ -38,7 +44,7 @@ def _known_names(names, allowed):
 
             close = closest_names(name, allowed, n=1, cutoff=0.0)
             hint = f' Did you mean "{close[0]}"?' if close else ""
-            raise SystemExit(f"error: unknown dataset {name!r}.{hint} Known: {', '.join(allowed)}")
+            raise CommandError(f"unknown dataset {name!r}.{hint} Known: {', '.join(allowed)}")
 
 
 def cmd_data_list(args):
@@ -167,9 +173,9 @@ def cmd_results(args):
     from vlprompt.results import build
 
     if args.paper and args.paper not in BASE2NEW:
-        raise SystemExit(f"error: unknown --paper {args.paper!r}; choose one of {sorted(BASE2NEW)}")
+        raise CommandError(f"unknown --paper {args.paper!r}; choose one of {sorted(BASE2NEW)}")
     if not os.path.isdir(args.output):
-        raise SystemExit(f"error: no output directory {args.output}")
+        raise CommandError(f"no output directory {args.output}")
     tables = build(args.protocol, args.output, args.out, args.trainer, args.config, args.shots, args.paper)
     return 0 if tables else 1
 
@@ -212,7 +218,9 @@ def cmd_run(args):
                               args.shots, args.gpus, args.jobs_per_gpu, args.opts, repo=args.repo,
                               launcher=args.launcher, **extra)
     except ValueError as e:
-        raise SystemExit(f"error: {e}")
+        if isinstance(e, UserError):
+            raise
+        raise CommandError(str(e)) from None
     return 1 if failed else 0
 
 
@@ -307,7 +315,7 @@ def parse_args(argv=None):
         args = build_parser().parse_args(argv[:cut])
         args.opts = argv[cut + 1:]
         if len(args.opts) % 2:
-            raise SystemExit(f"error: the options after -- must be KEY VALUE pairs; got {' '.join(args.opts)}")
+            raise CommandError(f"the options after -- must be KEY VALUE pairs; got {' '.join(args.opts)}")
         return args
     return build_parser().parse_args(argv)
 
@@ -334,10 +342,8 @@ _SINGLE_VALUE_OPTIONS = {"--gpus", "--jobs-per-gpu", "--launcher", "--root", "--
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    from vlprompt.errors import UserError, report_user_error
-
     try:
+        args = parse_args(argv)
         return args.func(args)
     except UserError as e:  # one line, exit 2 (VLPROMPT_DEBUG=1 for the traceback)
         report_user_error(e)

@@ -11,7 +11,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .errors import ConfigValueError
 from .validation import check_choice
 from .clip_loader import bpe_length, tokenize
 

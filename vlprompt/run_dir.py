@@ -23,8 +23,53 @@ from .run_identity import IDENTITY_FILE, IDENTITY_FORMAT, differences, read_iden
 LOCK_FILE = ".vlprompt.lock"
 
 
+# The lock files this process holds open. A forked child (a data-loader worker) inherits the descriptor, and
+# an flock lasts while any descriptor of it is open: the lock would outlive a killed run by as long as its
+# orphaned workers take to notice. Children close their copies at once (os.register_at_fork), so the lock
+# dies with the run.
+_HELD = set()
+
+
+def _close_inherited_locks():
+    """In a forked child: point each inherited lock descriptor at /dev/null (dup2 drops the child's reference
+    to the locked file; the descriptor number stays valid for the file object that still wraps it)."""
+    if not _HELD:
+        return
+    with contextlib.suppress(OSError):
+        null = os.open(os.devnull, os.O_RDONLY)
+        try:
+            for fd in list(_HELD):
+                with contextlib.suppress(OSError):
+                    os.dup2(null, fd)
+        finally:
+            os.close(null)
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_inherited_locks)
+
+
+# Never a run directory: the file system's own folders (a typo such as --output-dir / must not make a run walk
+# /proc or write its lock into /).
+SYSTEM_FOLDERS = ("/", "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/proc", "/run", "/sbin", "/sys",
+                  "/usr", "/var")
+SYSTEM_TREES = ("/proc", "/sys", "/dev")
+
+
+def check_output_dir(directory):
+    """Refuse a system folder, or a path that exists and is not a folder, as a run directory (one line)."""
+    real = os.path.realpath(directory)
+    if real in SYSTEM_FOLDERS or any(real.startswith(tree + os.sep) for tree in SYSTEM_TREES):
+        raise RunDirectoryError(f"{directory} is a system folder ({real}), not a run directory: choose a folder of "
+                                "your own for --output-dir / OUTPUT")
+    if os.path.exists(real) and not os.path.isdir(real):
+        raise RunDirectoryError(f"{directory} is a file, not a folder: choose another --output-dir / OUTPUT")
+
+
 class RunLock:
-    """An exclusive, non-blocking lock on a run directory, held until release() or process exit."""
+    """An exclusive, non-blocking lock on a run directory, held until release() or process exit (and never
+    by a forked child: _close_inherited_locks)."""
 
     def __init__(self, directory):
         self.directory = directory
@@ -32,8 +77,13 @@ class RunLock:
         self._file = None
 
     def acquire(self, attempts=20, pause_s=0.05):
-        os.makedirs(self.directory, exist_ok=True)
-        f = open(self.path, "a+")
+        check_output_dir(self.directory)
+        try:
+            os.makedirs(self.directory, exist_ok=True)
+            f = open(self.path, "a+")
+        except OSError as e:
+            raise RunDirectoryError(f"Cannot use {os.path.abspath(self.directory)} as a run directory: "
+                                    f"{e.strerror or e}") from None
         try:
             # A status probe (vlprompt run --status) holds a shared lock for microseconds: try again briefly
             # before calling the directory busy. A run holds it for its whole duration.
@@ -57,10 +107,12 @@ class RunLock:
         f.write(f"{os.getpid()}\n")
         f.flush()
         self._file = f
+        _HELD.add(f.fileno())
         return self
 
     def release(self):
         if self._file is not None:
+            _HELD.discard(self._file.fileno())
             with contextlib.suppress(OSError):
                 fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
             self._file.close()
@@ -153,7 +205,7 @@ def claim_run_directory(directory, identity, what="--output-dir", scope=None, wa
     skipped is left as it is."""
     lock = RunLock(directory).acquire()
     try:
-        remove_stale_temp_files(directory, recursive=True)
+        remove_stale_temp_files(directory, subfolders=True)
         recorded = check_run_directory(directory, identity, what, scope, way_out)
     except BaseException:
         lock.release()

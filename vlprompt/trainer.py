@@ -31,7 +31,7 @@ from .data import image_cache
 from .engine import ENGINE, TrainerX, build_lr_scheduler, build_optimizer, compute_accuracy
 from .config import ensure_node, set_default
 from .engine import load_pretrained_weights
-from .errors import ConfigValueError, MissingFileError, UserError
+from .errors import ConfigValueError, MissingFileError, NonFiniteError, UserError
 from .fileio import atomic_write, load_torch_file, torch_save_atomic, write_json_atomic
 from .precision import PRECISIONS, apply_to_clip, resolve_precision
 from .resume import capture_rng_state, checkpoint_epochs, kill_point, restore_rng_state
@@ -242,10 +242,23 @@ class PromptTrainer(TrainerX):
 
     def check_finite(self, loss):
         if not torch.isfinite(loss).all():
-            raise FloatingPointError(
+            raise NonFiniteError(
                 f"Loss is {loss.detach().float().item()} at epoch {self.epoch + 1}, batch {self.batch_idx + 1} "
-                f"(PREC {self.precision.requested}, running as {self.precision.name}). Half precision is the usual "
+                f"{self._nan_advice()}")
+
+    def _nan_advice(self):
+        return (f"(PREC {self.precision.requested}, running as {self.precision.name}). Half precision is the usual "
                 f"cause: try TRAINER.{self.CONFIG_NODE}.PREC amp or fp32, or a lower OPTIM.LR.")
+
+    def check_parameters_finite(self, when):
+        """The trainable tensors, before a checkpoint or a result is written: a loss can stay finite while the
+        prompts are not (an infinite learning rate step), and such a model must not be saved or reported."""
+        for name in self.get_model_names():
+            module = self.registered[name][0]
+            bad = [n for n, p in module.named_parameters() if not torch.isfinite(p.detach()).all()]
+            if bad:
+                raise NonFiniteError(f"Trained parameters {', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''} are "
+                                     f"NaN or infinite {when} {self._nan_advice()} Nothing was saved.")
 
     def backward_and_update(self, loss, names=None):
         """zero_grad -> backward (loss-scaled under amp) -> optimizer step, after the NaN/Inf check."""
@@ -270,8 +283,13 @@ class PromptTrainer(TrainerX):
         epoch_no = self.epoch + 1
         if not self._is_kept_checkpoint(epoch_no):
             self.save_model(self.epoch, self.output_dir)
-        for name in self.get_model_names():  # older resume points (also one a killed run left behind)
-            folder = osp.join(self.output_dir, name)
+        self.remove_old_resume_points(self.output_dir, epoch_no)
+
+    def remove_old_resume_points(self, directory, epoch_no):
+        """Remove the resume points of epochs before `epoch_no` that Dassl would not keep (also one that a run
+        killed between writing a checkpoint and this clean-up left behind: the resumed run calls it too)."""
+        for name in self.get_model_names():
+            folder = osp.join(directory, name)
             for old in checkpoint_epochs(folder):
                 if old < epoch_no and not self._is_kept_checkpoint(old):
                     with contextlib.suppress(FileNotFoundError):
@@ -281,6 +299,7 @@ class PromptTrainer(TrainerX):
         """Dassl's checkpoint (state_dict, epoch, optimizer, scheduler, val_result) plus what an exact
         resume needs (`resume`: random states, GradScaler, best validation result). The file is written
         atomically before the `checkpoint` pointer, so no kill loses a completed epoch."""
+        self.check_parameters_finite(f"at epoch {epoch + 1}")
         resume = {"rng": capture_rng_state(), "scaler": self.scaler.state_dict() if self.scaler is not None else None,
                   "best_result": self.best_result}
         for name in self.get_model_names():
@@ -334,6 +353,7 @@ class PromptTrainer(TrainerX):
                   "the resumed run will not be bit-identical to an uninterrupted one")
         print(f"Previous epoch: {epoch}")
         self.resumed_from = epoch
+        self.remove_old_resume_points(directory, epoch)
         return epoch
 
     def _is_kept_checkpoint(self, epoch_no):
@@ -411,6 +431,7 @@ class PromptTrainer(TrainerX):
     # ------------------------------------------------------------------------------------ results
     def write_result(self, metrics):
         """Write `<OUTPUT_DIR>/result.json`: what ran, on what, and the metrics (tables read these)."""
+        self.check_parameters_finite("before the result is written")
         cfg = self.cfg
         info = dict(self.run_info)
         loaded = getattr(self, "loaded_checkpoint", None)

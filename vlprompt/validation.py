@@ -117,6 +117,7 @@ def validate_run(cfg, trainer_cls, eval_only=False, model_dir="", seed_arg=-1, c
     node_name = config_node or getattr(trainer_cls, "CONFIG_NODE", None)
     if node_name and node_name in cfg.TRAINER:
         validate_context_lengths(cfg.TRAINER[node_name], f"TRAINER.{node_name}")
+        validate_text_context(cfg.TRAINER[node_name], f"TRAINER.{node_name}")
         defaults = getattr(trainer_cls, "CONFIG_DEFAULTS", {})
         for key, allowed in getattr(trainer_cls, "CONFIG_CHOICES", {}).items():
             check_choice(f"TRAINER.{node_name}.{key}", cfg.TRAINER[node_name].get(key, defaults.get(key)), allowed)
@@ -138,6 +139,30 @@ def validate_context_lengths(node, prefix):
         else:
             _require(_is_int(value) and value >= 1, f"{prefix}.{key}", value,
                      "at least 1 learnable context token" + (f" (or 0 with {prefix}.{depth_key} 0)" if depth_key else ""))
+
+
+TEXT_CONTEXT = 77  # CLIP's text encoder reads 77 tokens: SOT, the context, the class name, ".", EOT
+MAX_TEXT_CONTEXT = TEXT_CONTEXT - 4  # room for SOT, one class-name token, "." and EOT
+
+
+def validate_text_context(node, prefix):
+    """A text context (CTX_INIT's tokens, N_CTX / N_CTX_TEXT learned tokens) that leaves room in CLIP's 77
+    tokens for the class name; longer, the class prompts could not be tokenized."""
+    ctx_init = node.get("CTX_INIT", "")
+    if isinstance(ctx_init, str) and ctx_init.strip():
+        from .clip_loader import bpe_length
+
+        length = bpe_length(ctx_init.replace("_", " "))
+        shown = ctx_init if len(ctx_init) <= 40 else ctx_init[:37] + "..."
+        _require(length <= MAX_TEXT_CONTEXT, f"{prefix}.CTX_INIT", shown,
+                 f"a phrase of at most {MAX_TEXT_CONTEXT} BPE tokens (CLIP reads {TEXT_CONTEXT}, with SOT, a class "
+                 f"name, '.' and EOT); it has {length}")
+    for key in ("N_CTX", "N_CTX_TEXT"):
+        value = node.get(key, None)
+        if _is_int(value):
+            _require(value <= MAX_TEXT_CONTEXT, f"{prefix}.{key}", value,
+                     f"at most {MAX_TEXT_CONTEXT} context tokens (CLIP reads {TEXT_CONTEXT}, with SOT, a class name, "
+                     "'.' and EOT)")
 
 
 def check_shots_against_classes(num_shots, counts, classnames=None):

@@ -210,7 +210,7 @@ def run_isolated(call, state):
     summary, None on success; the process state is put back either way (ProcessState)."""
     import traceback
 
-    from ..errors import report_user_error, user_error_types
+    from ..errors import UserError, report_user_error
 
     try:
         call()
@@ -218,7 +218,7 @@ def run_isolated(call, state):
     except KeyboardInterrupt:
         raise
     except BaseException as e:  # noqa: BLE001 (a failed run must not stop the others)
-        if isinstance(e, user_error_types()):
+        if isinstance(e, UserError):
             report_user_error(e)
         elif not isinstance(e, SystemExit):
             traceback.print_exc()

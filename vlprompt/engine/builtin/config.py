@@ -7,12 +7,14 @@ import yaml
 from yacs.config import CfgNode as _YacsCfgNode
 from yacs.config import _check_and_coerce_cfg_value_type
 
+from ...errors import ConfigValueError, UserError
 
-class ConfigFileError(ValueError):
+
+class ConfigFileError(UserError, ValueError):
     """Config input that cannot be used: a missing or malformed YAML file, options that are not KEY VALUE pairs."""
 
 
-class ConfigKeyError(KeyError):
+class ConfigKeyError(UserError, KeyError):
     """An unknown config key; the message names the key, where it came from and the closest keys."""
 
     def __str__(self):
@@ -73,10 +75,10 @@ def merge_from_file_checked(cfg, path):
     if not isinstance(loaded, dict):
         raise ConfigFileError(f"Config file {path} must hold a mapping of keys, got {type(loaded).__name__}")
     check_keys_exist(cfg, loaded, source=path)
-    _merge_mapping(cfg, loaded, "")
+    _merge_mapping(cfg, loaded, "", path)
 
 
-def _merge_mapping(node, mapping, prefix):
+def _merge_mapping(node, mapping, prefix, source=""):
     """yacs' merge of a YAML mapping into `node`, walking into existing sub-nodes whatever their class: a
     codebase's train.py adds its trainers' nodes as plain `yacs.config.CfgNode()`, which yacs' own merge
     refuses to merge a YAML into a node of another class ("Type mismatch")."""
@@ -85,12 +87,35 @@ def _merge_mapping(node, mapping, prefix):
     for key, value in mapping.items():
         full = f"{prefix}{key}"
         if isinstance(value, dict) and isinstance(node.get(key), _YacsCfgNode):
-            _merge_mapping(node[key], value, full + ".")
+            _merge_mapping(node[key], value, full + ".", source)
             continue
         value = type(node)(value) if isinstance(value, dict) else _YacsCfgNode._decode_cfg_value(value)
         if key in node:
-            value = _check_and_coerce_cfg_value_type(value, node[key], key, full)
+            value = coerce_value(value, node[key], full, source)
         node[key] = value
+
+
+_EXPECTED = {bool: "True or False", int: "an integer", float: "a number", str: "a string",
+             tuple: "a tuple, e.g. (224, 224)", list: "a list, e.g. [0.5, 0.5]"}
+
+
+def coerce_value(value, original, key, source=""):
+    """`value` (already decoded, as yacs decodes it) for a key whose default is `original`: yacs' type rules,
+    except that an integer where a float is expected is that float (OPTIM.LR 0 is 0.0, refused then by the
+    learning-rate rule, not as a "type mismatch"), and a mismatch is one line naming the key, the value and
+    the type expected."""
+    if original is None or type(value) is type(original):
+        return value
+    if isinstance(original, float) and type(value) is int:
+        return float(value)
+    if isinstance(original, (tuple, list)) and isinstance(value, (tuple, list)):
+        return type(original)(value)
+    try:
+        return _check_and_coerce_cfg_value_type(value, original, key.rsplit(".", 1)[-1], key)
+    except ValueError:
+        where = f" (in {source})" if source and source != "command-line options" else ""
+        expected = _EXPECTED.get(type(original), type(original).__name__)
+        raise ConfigValueError(f"{key} {value!r}{where} is not allowed: expected {expected}") from None
 
 
 def merge_from_list_checked(cfg, opts, source="command-line options"):
@@ -107,7 +132,15 @@ def merge_from_list_checked(cfg, opts, source="command-line options"):
                     break
                 raise _unknown_key_error(cfg, str(full_key), source)
             node = node[part]
-    _YacsCfgNode.merge_from_list(cfg, opts)
+    if cfg.is_frozen():
+        raise AttributeError("Attempted to merge options into a frozen config")
+    for full_key, raw in zip(opts[0::2], opts[1::2]):
+        *parents, leaf = str(full_key).split(".")
+        node = cfg
+        for part in parents:
+            node = node[part]
+        value = _YacsCfgNode._decode_cfg_value(raw)
+        node[leaf] = coerce_value(value, node[leaf], str(full_key), source) if leaf in node else value
 
 
 class CfgNode(_YacsCfgNode):

@@ -7,20 +7,25 @@ from PIL import Image
 from tabulate import tabulate
 from torch.utils.data import Dataset as TorchDataset
 
+from ...errors import ImageReadError
 from .datasets import build_dataset
 from .samplers import build_sampler
 from .transforms import INTERPOLATION_MODES, build_transform
 
 
 def read_image(path):
-    """Open an image as RGB; a missing or corrupt file raises an error that names it."""
+    """Open an image as RGB; a missing or corrupt file raises a user error that names it (and the command that
+    finds all such files), in a loader worker too."""
     try:
         with Image.open(path) as img:
             return img.convert("RGB")
     except FileNotFoundError:
-        raise FileNotFoundError(f"Image file not found: {path}") from None
-    except Exception as e:
-        raise OSError(f"Cannot read image file {path}: {e}") from e
+        raise ImageReadError(f"Image file not found: {path}. `vlprompt data check` lists every missing or "
+                             "unreadable image of a dataset") from None
+    except Exception as e:  # noqa: BLE001 (PIL raises many kinds for a corrupt file)
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ImageReadError(f"Cannot read image file {path} ({type(e).__name__}: {first}). `vlprompt data check "
+                             "--images decode` lists every unreadable image of a dataset") from None
 
 
 def available_cpus():

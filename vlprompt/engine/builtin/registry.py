@@ -1,8 +1,10 @@
 """Name -> object registries with Dassl's interface (register/get/registered_names)."""
 import difflib
 
+from ...errors import UserError
 
-class RegistryKeyError(KeyError):
+
+class RegistryKeyError(UserError, KeyError):
     """KeyError whose message prints as written (KeyError repr-quotes it)."""
 
     def __str__(self):
