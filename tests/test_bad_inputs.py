@@ -307,8 +307,10 @@ def test_a_killed_figure_write_leaves_no_temporary_file(tmp_path):
     leftover = tables / (_temp_prefix(str(tables / f"{stem}.png")).replace(f".{os.getpid()}.", f".{dead}.")
                          + "abc123.tmp")
     leftover.write_bytes(b"half a png")
+    renamed = tables / leftover.name.replace(stem, "base2new_a_table_that_is_gone")  # one no build writes again
+    renamed.write_bytes(b"half a pdf")
     build("base2new", str(tmp_path), out=lambda *_: None)
-    assert not leftover.exists() and not list(tables.glob("*.tmp"))
+    assert not leftover.exists() and not renamed.exists() and not list(tables.glob("*.tmp"))
 
 
 HOLDER = """

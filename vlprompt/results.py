@@ -31,7 +31,7 @@ import re
 from collections import defaultdict
 from statistics import mean, pstdev
 
-from .fileio import atomic_write
+from .fileio import atomic_write, remove_stale_temp_files
 from .paper_numbers import (BASE2NEW, BASE2NEW_DATASETS, DG, DG_TARGETS, XD_TARGETS, default_paper_entry,
                             harmonic_mean)
 from .run_identity import (DATA_KEYS, IDENTITY_FORMAT, _digest, _matches, differences, is_bookkeeping,
@@ -678,6 +678,7 @@ def build(kind, root, out_dir=None, trainer=None, config=None, shots=None, paper
     from .figures import write_table_figures  # matplotlib: imported only when there is something to draw
 
     out_dir = out_dir or os.path.join(root, "tables")
+    remove_stale_temp_files(out_dir)  # what a killed table or figure write left, whatever its name
     stems = {}
     for table in tables:
         stem = table_stem(kind, table)
