@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from vlprompt.config import build_config
 from vlprompt.engine import (ENGINE, TRAINER_REGISTRY, Datum, DatasetBase, TrainerX, build_data_loader,
                              build_lr_scheduler, build_optimizer, build_trainer, build_transform, get_cfg_default)
-from vlprompt.engine.builtin.config import ConfigKeyError
+from vlprompt.engine.config_io import ConfigKeyError
 from vlprompt.engine.builtin.evaluation import Classification, macro_f1_score
 from vlprompt.engine.builtin.registry import Registry
 from vlprompt.engine.builtin.utils import close_logger, setup_logger

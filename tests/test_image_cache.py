@@ -11,7 +11,7 @@ from PIL import Image
 from vlprompt.config import build_config
 from vlprompt.data import image_cache
 from vlprompt.engine import Datum, build_data_loader, build_transform
-from vlprompt.engine.builtin import data_manager
+from vlprompt.engine import loaders as data_manager
 from vlprompt.testing.fake_data import write_jpeg
 
 from helpers import REPO_ROOT, fast_opts, run_train

@@ -24,12 +24,11 @@ import torch.nn.functional as F
 from helpers import REPO_ROOT, fast_opts, read_result, run_train
 from vlprompt.classifier import PromptedCLIP
 from vlprompt.engine import TRAINER_REGISTRY, build_data_loader, build_transform
-
-PLUGIN_PACKAGE = "trainers"  # the repository's trainers/ modules register under trainers.<module>
-
+from vlprompt.plugins import is_codebase_module
 
 def is_plugin(cls):
-    return cls.__module__.split(".")[0] == PLUGIN_PACKAGE
+    """A trainer of the repository's trainers/ (imported by vlprompt.plugins.load_codebase)."""
+    return is_codebase_module(cls.__module__, REPO_ROOT, "trainers")
 
 
 TRAINERS = sorted(name for name in TRAINER_REGISTRY.registered_names() if is_plugin(TRAINER_REGISTRY.get(name)))

@@ -40,7 +40,7 @@ def _opts(pairs):
 def _known_names(names, allowed):
     for name in names:
         if name not in allowed:
-            from vlprompt.engine.builtin.registry import closest_names
+            from vlprompt.engine.names import closest_names
 
             close = closest_names(name, allowed, n=1, cutoff=0.0)
             hint = f' Did you mean "{close[0]}"?' if close else ""

@@ -6,7 +6,7 @@ imported. In an existing Dassl codebase, call `extend_cfg(cfg)` in its train.py 
 vlprompt trainers) instead of listing their keys by hand.
 """
 from .engine import DATASET_REGISTRY, TRAINER_REGISTRY, CN, get_cfg_default
-from .engine.builtin.config import ConfigKeyError, merge_from_file_checked, merge_from_list_checked
+from .engine.config_io import ConfigKeyError, merge_from_file_checked, merge_from_list_checked
 
 __all__ = ["extend_cfg", "build_config", "merge_from_file_checked", "merge_from_list_checked", "ConfigKeyError"]
 

@@ -183,3 +183,28 @@ def parse_multi_exp(directory, keyword="accuracy", test_log=False, ci95=False, o
     average = float(np.mean(means)) if means else math.nan
     out(f"* {keyword}: {average:.2f}%")
     return average
+
+
+def main(argv=None):
+    """parse_test_res.py's command line (CoOp's and MaPLe's): mean and std of a metric over seed folders."""
+    import argparse
+
+    from .errors import EXIT_USER_ERROR, report_user_error
+
+    parser = argparse.ArgumentParser(description="Mean and std of a metric over the seed directories of an experiment, "
+                                                 "read from the logs")
+    parser.add_argument("directory", type=str, help="path to directory")
+    parser.add_argument("--ci95", action="store_true", help="compute 95%% confidence interval")
+    parser.add_argument("--test-log", action="store_true", help="parse test-only logs")
+    parser.add_argument("--multi-exp", action="store_true", help="parse multiple experiments")
+    parser.add_argument("--keyword", default="accuracy", type=str, help="which keyword to extract")
+    args = parser.parse_args(argv)
+    try:
+        if args.multi_exp:
+            parse_multi_exp(args.directory, args.keyword, args.test_log, args.ci95)
+        else:
+            parse_directory(args.directory, args.keyword, args.test_log, args.ci95)
+    except UserError as e:
+        report_user_error(e)
+        return EXIT_USER_ERROR
+    return 0

@@ -15,8 +15,8 @@ them), with the same output tree:
     zeroshot     zero-shot CLIP evaluated on each dataset (one stage)
 
 The epoch a test loads is the one its training run saved last; it is not known when planning (the
-training has not run), so a test's argv holds TRAINED_EPOCH after `--load-epoch`, and the launcher
-calls `resolve_argv` just before running it: it reads the training run's `<name>/checkpoint` pointer,
+training has not run), so a test's RunSpec holds TRAINED_EPOCH as its load_epoch, and the launcher
+calls `resolve_spec` just before running it: it reads the training run's `<name>/checkpoint` pointer,
 as scripts/_protocols.sh does (`load_epoch=` plans a given epoch instead, like the scripts' LOADEP).
 
 This module imports neither torch nor CLIP (`vlprompt run --status` plans without them).
@@ -25,10 +25,8 @@ import glob
 import os
 
 from .errors import UserError
-from .launchers.base import Run
 from .run_identity import variant_name
-
-TRAINED_EPOCH = "{trained_epoch}"  # in a test's argv: the epoch its training run saved (resolve_argv)
+from .run_spec import TRAINED_EPOCH, Run, RunSpec
 
 PROTOCOLS = ("base2new", "xd", "imagenet_dg", "dg", "fewshot", "zeroshot")
 
@@ -126,19 +124,18 @@ class Planner:
     def out(self, *parts):
         return "/".join([self.output, *map(str, parts)])
 
-    def argv(self, trainer, config_trainer, cfg, dataset, seed, output_dir, *extra):
-        """train.py's command line (the scripts' order of arguments)."""
-        dataset_file, config_file = self.dataset_config(dataset), self.trainer_config(config_trainer, cfg)
-        head = ["--skip-finished", "--root", self.data]
-        if seed is not None:
-            head += ["--seed", str(seed)]
-        return head + ["--trainer", trainer, "--dataset-config-file", dataset_file, "--config-file", config_file,
-                       "--output-dir", output_dir, *map(str, extra)]
+    def spec(self, trainer, config_trainer, cfg, dataset, seed, output_dir, *opts, **flags):
+        """One run of a script (a finished one is skipped); opts: KEY VALUE options; flags: other RunSpec fields."""
+        return RunSpec(trainer=trainer, config_file=self.trainer_config(config_trainer, cfg),
+                       dataset_config_file=self.dataset_config(dataset), output_dir=output_dir, root=self.data,
+                       seed=-1 if seed is None else int(seed), opts=tuple(str(o) for o in opts), skip_finished=True,
+                       **flags)
 
-    def test_argv(self, trainer, cfg, dataset, seed, output_dir, model_dir, load_epoch, *extra):
-        epoch = TRAINED_EPOCH if load_epoch is None else str(load_epoch)
-        return self.argv(trainer, trainer, cfg, dataset, seed, output_dir, "--model-dir", model_dir,
-                         "--load-epoch", epoch, "--eval-only", *extra)
+    def test_spec(self, trainer, cfg, dataset, seed, output_dir, model_dir, load_epoch, *opts):
+        """An evaluation of the model in model_dir (load_epoch None: the epoch its training run saved last)."""
+        epoch = TRAINED_EPOCH if load_epoch is None else int(load_epoch)
+        return self.spec(trainer, trainer, cfg, dataset, seed, output_dir, *opts, model_dir=model_dir,
+                         load_epoch=epoch, eval_only=True)
 
     # base-to-new (scripts/<method>/base2new_*.sh) ----------------------------------------------------
     def b2n_tail(self, trainer, cfg, dataset, seed, shots):
@@ -147,17 +144,17 @@ class Planner:
     def base2new_train(self, trainer, cfg, dataset, seed, shots=16):
         """base2new_train.sh: 16-shot training on the base classes; its final test is the base accuracy."""
         out_dir = self.out("base2new/train_base", self.b2n_tail(trainer, cfg, dataset, seed, shots))
-        return Run(f"{dataset}-seed{seed}-train", self.argv(
+        return Run(f"{dataset}-seed{seed}-train", self.spec(
             trainer, trainer, cfg, dataset, seed, out_dir, "DATASET.NUM_SHOTS", shots, "DATASET.SUBSAMPLE_CLASSES",
-            "base", *self.opts), out_dir)
+            "base", *self.opts))
 
     def base2new_test(self, trainer, cfg, dataset, seed, shots=16, load_epoch=None):
         """base2new_test.sh: the base-trained model evaluated on the new classes."""
         tail = self.b2n_tail(trainer, cfg, dataset, seed, shots)
         model_dir, out_dir = self.out("base2new/train_base", tail), self.out("base2new/test_new", tail)
-        return Run(f"{dataset}-seed{seed}-test", self.test_argv(
+        return Run(f"{dataset}-seed{seed}-test", self.test_spec(
             trainer, cfg, dataset, seed, out_dir, model_dir, load_epoch, "DATASET.NUM_SHOTS", shots,
-            "DATASET.SUBSAMPLE_CLASSES", "new", *self.opts), out_dir, after=[f"{dataset}-seed{seed}-train"])
+            "DATASET.SUBSAMPLE_CLASSES", "new", *self.opts), after=[f"{dataset}-seed{seed}-train"])
 
     # cross-dataset and ImageNet DG (xd_*.sh) -------------------------------------------------------
     def xd_folder(self, trainer, cfg, shots):
@@ -166,16 +163,16 @@ class Planner:
     def xd_train(self, trainer, cfg, source, seed, shots=16):
         """xd_train.sh: training on all classes of the source dataset (ImageNet)."""
         out_dir = self.out(source, self.xd_folder(trainer, cfg, shots), f"seed{seed}")
-        return Run(f"{source}-seed{seed}-train", self.argv(trainer, trainer, cfg, source, seed, out_dir,
-                                                           "DATASET.NUM_SHOTS", shots, *self.opts), out_dir)
+        return Run(f"{source}-seed{seed}-train", self.spec(trainer, trainer, cfg, source, seed, out_dir,
+                                                           "DATASET.NUM_SHOTS", shots, *self.opts))
 
     def xd_test(self, trainer, cfg, target, seed, shots=16, load_epoch=None, source="imagenet"):
         """xd_test.sh: the source model on all classes and the whole test set of another dataset."""
         folder = self.xd_folder(trainer, cfg, shots)
         model_dir, out_dir = self.out(source, folder, f"seed{seed}"), self.out("evaluation", folder, target, f"seed{seed}")
-        return Run(f"{target}-seed{seed}-test", self.test_argv(trainer, cfg, target, seed, out_dir, model_dir,
+        return Run(f"{target}-seed{seed}-test", self.test_spec(trainer, cfg, target, seed, out_dir, model_dir,
                                                                load_epoch, *self.opts),
-                   out_dir, after=[f"{source}-seed{seed}-train"])
+                   after=[f"{source}-seed{seed}-train"])
 
     # CoOp (scripts/coop/main.sh, eval.sh) ------------------------------------------------------------
     def coop_folder(self, cfg, shots, ctp, nctx, csc):
@@ -184,9 +181,9 @@ class Planner:
     def coop_train(self, dataset, cfg, seed, shots, ctp="end", nctx=16, csc=False):
         """main.sh DATASET CFG CTP NCTX SHOTS CSC, one seed: few-shot training, then the test set."""
         out_dir = self.out(dataset, self.coop_folder(cfg, shots, ctp, nctx, csc), f"seed{seed}")
-        return Run(f"{dataset}-{shots}shots-seed{seed}", self.argv(
+        return Run(f"{dataset}-{shots}shots-seed{seed}", self.spec(
             "CoOp", "CoOp", cfg, dataset, seed, out_dir, *_coop_options(ctp, nctx, csc), "DATASET.NUM_SHOTS", shots,
-            *self.opts), out_dir)
+            *self.opts))
 
     def coop_test(self, dataset, cfg, seed, load_epoch=None, ctp="end", nctx=16, csc=False, shots=16):
         """eval.sh DATASET CFG, one seed: the ImageNet model trained with `shots` (SHOTS, default 16: main.sh
@@ -194,16 +191,15 @@ class Planner:
         folder = self.coop_folder(cfg, shots, ctp, nctx, csc)
         model_dir, out_dir = self.out("imagenet", folder, f"seed{seed}"), self.out("evaluation", folder, dataset,
                                                                                   f"seed{seed}")
-        return Run(f"{dataset}-seed{seed}-test", self.test_argv(
+        return Run(f"{dataset}-seed{seed}-test", self.test_spec(
             "CoOp", cfg, dataset, seed, out_dir, model_dir, load_epoch, *_coop_options(ctp, nctx, csc), *self.opts),
-            out_dir, after=[f"imagenet-{shots}shots-seed{seed}"])
+            after=[f"imagenet-{shots}shots-seed{seed}"])
 
     # zero-shot CLIP (scripts/zsclip/zeroshot.sh) -----------------------------------------------------
     def zeroshot(self, trainer, cfg, dataset):
         """zeroshot.sh DATASET CFG: no seed, no training (configs/trainers/CoOp/CFG.yaml)."""
         out_dir = self.out(trainer, f"{cfg}{self.suffix}", dataset)
-        return Run(dataset, self.argv(trainer, "CoOp", cfg, dataset, None, out_dir, "--eval-only", *self.opts),
-                   out_dir)
+        return Run(dataset, self.spec(trainer, "CoOp", cfg, dataset, None, out_dir, *self.opts, eval_only=True))
 
     # leave-one-domain-out DG (scripts/metaprompt/dg.sh) ----------------------------------------------
     def dg_train(self, trainer, cfg, dataset, target, seed, shots):
@@ -212,9 +208,9 @@ class Planner:
         if target not in domains:
             raise ProtocolError(f"{target!r} is not a domain of {dataset}; choose one of: {' '.join(domains)}")
         out_dir = self.out("dg", dataset, f"shots_{shots}", trainer, f"{cfg}{self.suffix}", target, f"seed{seed}")
-        argv = self.argv(trainer, trainer, cfg, dataset, seed, out_dir, "DATASET.NUM_SHOTS", shots, *self.opts)
-        i = argv.index("--output-dir")  # dg.sh passes --target-domains before --output-dir
-        return Run(f"{dataset}-{target}-seed{seed}", argv[:i] + ["--target-domains", target] + argv[i:], out_dir)
+        return Run(f"{dataset}-{target}-seed{seed}", self.spec(trainer, trainer, cfg, dataset, seed, out_dir,
+                                                               "DATASET.NUM_SHOTS", shots, *self.opts,
+                                                               target_domains=(target,)))
 
     # released weights (scripts/<method>/reproduce*.sh) -----------------------------------------------
     # Their evaluations get a tree of their own, OUTPUT/released/..., laid out as your own runs' tree, so the
@@ -222,17 +218,15 @@ class Planner:
     def released_base2new(self, trainer, cfg, dataset, seed, model_dir, epoch, shots=16):
         """reproduce.sh: a released base-class model evaluated on the base and on the new classes."""
         tail = self.b2n_tail(trainer, cfg, dataset, seed, shots)
-        return [Run(f"{dataset}-seed{seed}-test-{sub}", self.argv(
-            trainer, trainer, cfg, dataset, seed, self.out(f"released/base2new/test_{sub}", tail), "--model-dir",
-            model_dir, "--load-epoch", epoch, "--eval-only", "DATASET.NUM_SHOTS", shots, "DATASET.SUBSAMPLE_CLASSES",
-            sub, *self.opts), self.out(f"released/base2new/test_{sub}", tail)) for sub in ("base", "new")]
+        return [Run(f"{dataset}-seed{seed}-test-{sub}", self.test_spec(
+            trainer, cfg, dataset, seed, self.out(f"released/base2new/test_{sub}", tail), model_dir, epoch,
+            "DATASET.NUM_SHOTS", shots, "DATASET.SUBSAMPLE_CLASSES", sub, *self.opts)) for sub in ("base", "new")]
 
     def released_xd(self, trainer, cfg, dataset, seed, model_dir, epoch, shots=16):
         """reproduce_xd.sh: a released ImageNet model on all classes of a dataset."""
         out_dir = self.out("released/evaluation", self.xd_folder(trainer, cfg, shots), dataset, f"seed{seed}")
-        return Run(f"{dataset}-seed{seed}-test", self.argv(trainer, trainer, cfg, dataset, seed, out_dir,
-                                                           "--model-dir", model_dir, "--load-epoch", epoch,
-                                                           "--eval-only", *self.opts), out_dir)
+        return Run(f"{dataset}-seed{seed}-test", self.test_spec(trainer, cfg, dataset, seed, out_dir, model_dir, epoch,
+                                                                *self.opts))
 
 
 def plan(protocol, method, data, output, datasets=None, seeds=(1, 2, 3), shots=None, opts=(), variant=None,
@@ -344,9 +338,16 @@ def released_epoch(model_dir):
     return str(max(epochs))
 
 
-def resolve_argv(argv, suffix=""):
-    """A run's argv with TRAINED_EPOCH replaced by the epoch its --model-dir's training run saved (suffix: as
+def resolve_spec(spec, suffix=""):
+    """A run's spec with TRAINED_EPOCH replaced by the epoch its model_dir's training run saved (suffix: as
     trained_epoch's)."""
+    if spec.load_epoch == TRAINED_EPOCH:
+        return spec.replace(load_epoch=int(trained_epoch(spec.model_dir, suffix)))
+    return spec
+
+
+def resolve_argv(argv, suffix=""):
+    """resolve_spec for a train.py command line."""
     argv = list(argv)
     if TRAINED_EPOCH in argv:
         argv[argv.index(TRAINED_EPOCH)] = trained_epoch(argv[argv.index("--model-dir") + 1], suffix)

@@ -47,11 +47,9 @@ def _upgrade_scope():
     trainers and datasets of the codebase (vlprompt.plugins), or None where they cannot be imported."""
     try:
         from .config import config_scope
-        from .plugins import find_codebase, import_package_modules
+        from .plugins import find_codebase, load_codebase
 
-        root = find_codebase("trainers", what="the codebase's trainers/")
-        for package in ("trainers", "datasets"):
-            import_package_modules(root, package)
+        load_codebase(find_codebase("trainers", what="the codebase's trainers/"))
         return config_scope()
     except Exception:  # noqa: BLE001 (without them, format-1 runs are compared among themselves)
         return None

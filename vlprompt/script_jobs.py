@@ -16,13 +16,12 @@ A job whose test needs a trained model finds the epoch that model saved before a
 arguments are one line on stderr and exit status 2.
 """
 import argparse
-import functools
 import os
 import shlex
 import sys
 
 from .errors import EXIT_USER_ERROR, UserError, report_user_error
-from .protocols import DG_CONFIG, METHODS, Planner, ProtocolError, dg_domains, released_epoch, resolve_argv
+from .protocols import DG_CONFIG, METHODS, Planner, ProtocolError, dg_domains, released_epoch, resolve_spec
 
 
 class UsageError(UserError):
@@ -210,41 +209,41 @@ def plan_job(job, method, args, repo, script="script"):
 
 def _announce(run):
     """The line reproduce*.sh prints before each evaluation of released weights."""
-    model_dir, epoch = (run.argv[run.argv.index(flag) + 1] for flag in ("--model-dir", "--load-epoch"))
-    return f"Evaluating {model_dir} (epoch {epoch}); results go to {run.output_dir}"
+    return f"Evaluating {run.spec.model_dir} (epoch {run.spec.load_epoch}); results go to {run.output_dir}"
 
 
 def execute(runs, planner, dry_run=False, announce=False, out=print):
-    """Run `runs` one after another with train.py in this process (or print their command lines); returns
-    the exit status: a single run's own; for several, 0, or 2 when some failed (each is reported and the
-    others still run, as the bash loops did)."""
+    """Run `runs` one after another in this process through the library's entry point (or print their
+    train.py command lines); returns the exit status: a single run's own; for several, 0, or 2 when some
+    failed (each is reported and the others still run, as the bash loops did)."""
+    from .entry import execute as execute_run
     from .errors import run_main
-    from .launchers.base import _train_module
 
-    argvs = [resolve_argv(run.argv, planner.suffix) for run in runs]  # every test's model, before any run
+    specs = [resolve_spec(run.spec, planner.suffix) for run in runs]  # every test's model, before any run
     train_py = os.path.join(planner.repo, "train.py")
     if dry_run:
-        for run, argv in zip(runs, argvs):
+        for run, spec in zip(runs, specs):
             if announce:
                 out(_announce(run))
-            out(shlex.join([sys.executable, train_py, *argv]))
+            out(shlex.join([sys.executable, train_py, *spec.argv()]))
         return 0
-    main = functools.partial(_train_module(planner.repo).main, way_out=WAY_OUT)
+
+    def one(spec):
+        return execute_run(spec, codebase=planner.repo, way_out=WAY_OUT)
+
     if len(runs) == 1:
         if announce:
             out(_announce(runs[0]))
-        sys.argv[:] = [train_py, *argvs[0]]
-        return run_main(main, argvs[0])
+        return run_main(lambda _: one(specs[0]))
     from .data import index_reuse
     from .launchers.base import ProcessState, run_isolated
 
     index_reuse.enable()  # the runs share dataset indexes (vlprompt.data.index_reuse)
     state, failed = ProcessState(), []
-    for run, argv in zip(runs, argvs):
+    for run, spec in zip(runs, specs):
         if announce:
             out(_announce(run))
-        sys.argv[:] = [train_py, *argv]
-        if run_isolated(lambda: main(argv), state) is not None:
+        if run_isolated(lambda: one(spec), state) is not None:
             failed.append(run)
     if failed:
         names = " ".join(os.path.relpath(run.output_dir, planner.output) for run in failed)

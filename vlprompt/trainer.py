@@ -24,7 +24,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from . import __version__
+from .version import __version__
 from .clip_loader import load_clip
 from .cuda_graphs import GraphedForward
 from .data import image_cache

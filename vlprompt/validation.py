@@ -59,9 +59,11 @@ TRAIN_RANGES = {
 }
 
 
+SUBSAMPLE_CHOICES = ("all", "base", "new")  # DATASET.SUBSAMPLE_CLASSES (vlprompt.data.subsample)
+
+
 def choices():
     """Every enumerated key a run's config holds -> its allowed values (engine's and vlprompt's)."""
-    from .data.subsample import SUBSAMPLE_CHOICES
     from .engine.choices import ENGINE_CHOICES
 
     return {**ENGINE_CHOICES, "DATASET.SUBSAMPLE_CLASSES": SUBSAMPLE_CHOICES,

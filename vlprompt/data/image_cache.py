@@ -42,8 +42,7 @@ import torchvision
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, SequentialSampler
 
-from ..engine.builtin.data_manager import fit_num_workers
-from ..engine.builtin.transforms import describe_deterministic_test_transform
+from ..engine.loaders import describe_deterministic_test_transform, fit_num_workers
 from ..fileio import atomic_write
 from ..progress import progress
 from ..resume import capture_rng_state, restore_rng_state

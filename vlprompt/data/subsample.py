@@ -8,9 +8,7 @@ import math
 
 from vlprompt.engine import Datum
 
-from ..validation import check_choice
-
-SUBSAMPLE_CHOICES = ("all", "base", "new")
+from ..validation import SUBSAMPLE_CHOICES, check_choice
 
 
 def base_new_labels(labels, subsample):

@@ -18,27 +18,19 @@ This module imports neither torch nor CLIP (`vlprompt run --status` reads states
 """
 import dataclasses
 import fcntl
-import importlib.util
 import os
 import sys
 
+from ..protocols import resolve_spec
 from ..run_dir import LOCK_FILE, is_finished
 from ..run_identity import IDENTITY_FILE
+from ..run_spec import Run  # noqa: F401 (the launchers' unit of work, with the states below)
 
 RESULT_FILE = "result.json"
 LOG_FILE = "log.txt"
 
 DONE, RUNNING, FAILED, OTHER, PENDING = "done", "running", "failed", "other", "pending"
 STATES = (DONE, RUNNING, FAILED, OTHER, PENDING)
-
-
-@dataclasses.dataclass
-class Run:
-    """One train.py invocation."""
-    name: str                   # unique in a plan, e.g. "caltech101-seed1-train"
-    argv: list                  # train.py's command line (strings), without the program name
-    output_dir: str             # its --output-dir
-    after: list = ()            # names of runs (of earlier stages) that must finish first
 
 
 def lock_holder(output_dir):
@@ -81,45 +73,13 @@ class RunState:
         return text
 
 
-# train.py's flags that take values (the rest are switches); a list flag takes values until the next flag or
-# config key.
-_VALUE_FLAGS = {"--root", "--output-dir", "--resume", "--seed", "--config-file", "--dataset-config-file", "--trainer",
-                "--backbone", "--head", "--model-dir", "--load-epoch"}
-_LIST_FLAGS = {"--source-domains", "--target-domains", "--transforms"}
-
-
-def _is_config_key(token):
-    return "." in token and token.split(".", 1)[0].isupper() and not token.startswith("-")
-
-
-def command_line_parts(argv):
-    """({flag: value}, [KEY VALUE options]) of a train.py command line, without importing train.py."""
-    flags, i, argv = {}, 0, [str(a) for a in argv]
-    while i < len(argv):
-        token = argv[i]
-        if token in _VALUE_FLAGS and i + 1 < len(argv):
-            flags[token], i = argv[i + 1], i + 2
-        elif token in _LIST_FLAGS:
-            j = i + 1
-            while j < len(argv) and not argv[j].startswith("--") and not _is_config_key(argv[j]):
-                j += 1
-            flags[token], i = argv[i + 1:j], j
-        elif token.startswith("--"):
-            flags[token], i = True, i + 1
-        else:
-            return flags, argv[i:]
-    return flags, []
-
-
 def other_run(run, identity):
-    """What the identity a directory records differs in from `run`'s command line ("" if nothing)."""
-    flags, opts = command_line_parts(run.argv)
-    expected = {"trainer": flags.get("--trainer"),
-                "config": os.path.splitext(os.path.basename(flags.get("--config-file") or ""))[0] or None,
-                "kind": "eval" if flags.get("--eval-only") else "train", "overrides": opts}
-    seed = flags.get("--seed")
-    if seed is not None and str(seed).lstrip("-").isdigit():
-        expected["seed"] = int(seed) if int(seed) >= 0 else None
+    """What the identity a directory records differs in from `run` ("" if nothing)."""
+    spec = run.spec
+    expected = {"trainer": spec.trainer, "config": os.path.splitext(os.path.basename(spec.config_file))[0] or None,
+                "kind": "eval" if spec.eval_only else "train", "overrides": [str(o) for o in spec.opts]}
+    if spec.seed is not None and spec.seed != -1:
+        expected["seed"] = spec.seed
     differ = [f"{key}: {identity.get(key)!r}" for key, value in expected.items()
               if key in identity and identity.get(key) != value]
     return "; ".join(differ)
@@ -227,40 +187,16 @@ def run_isolated(call, state):
         state.restore()
 
 
-def _train_module(repo=None):
-    """The repository's train.py (found by vlprompt.plugins.find_codebase), imported from its file."""
+def codebase_of(repo=None):
+    """The codebase whose trainers/, datasets/ and configs/ the runs use (vlprompt.plugins.find_codebase)."""
     from ..plugins import find_codebase
 
-    root = find_codebase("train.py", repo, what="the repository's train.py")
-    path = os.path.realpath(os.path.join(root, "train.py"))
-    for name in ("train", "_vlprompt_train"):
-        module = sys.modules.get(name)
-        if module is not None and os.path.realpath(getattr(module, "__file__", "") or "") == path:
-            return module
-    name = "train" if "train" not in sys.modules else "_vlprompt_train"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        sys.modules.pop(name, None)
-        raise
-    return module
+    return find_codebase("trainers", repo, what="the codebase's trainers/ and datasets/")
 
 
-def resolved_argv(run):
-    """run.argv with the protocol's placeholders (a test's trained epoch) filled in."""
-    from ..protocols import resolve_argv  # here: vlprompt.protocols imports this module
+def run_in_process(run, repo=None, way_out=None):
+    """Run `run` in this process through the library's entry point (vlprompt.entry.execute), its test's
+    trained epoch filled in; returns its RunResult, raises on failure (a user error or a crash)."""
+    from ..entry import execute
 
-    return resolve_argv([str(a) for a in run.argv])
-
-
-def run_in_process(run, repo=None):
-    """Run train.py's main(run.argv) in this process; 0 on success, an exception on failure (a user
-    error, a crash, or a result that does not record the run's identity)."""
-    module = _train_module(repo)
-    result = module.main(resolved_argv(run))
-    if isinstance(result, int) and not isinstance(result, bool) and result != 0:
-        raise RuntimeError(f"{run.name}: train.py returned {result} (log: {os.path.join(run.output_dir, LOG_FILE)})")
-    return 0
+    return execute(resolve_spec(run.spec), codebase=codebase_of(repo), way_out=way_out)

@@ -1,5 +1,4 @@
 """dassl.data: DataManager, DatasetWrapper and build_data_loader."""
-import os
 
 import torch
 import torchvision.transforms as T
@@ -8,6 +7,7 @@ from tabulate import tabulate
 from torch.utils.data import Dataset as TorchDataset
 
 from ...errors import ImageReadError
+from ..loaders import fit_num_workers
 from .datasets import build_dataset
 from .samplers import build_sampler
 from .transforms import INTERPOLATION_MODES, build_transform
@@ -26,29 +26,6 @@ def read_image(path):
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise ImageReadError(f"Cannot read image file {path} ({type(e).__name__}: {first}). `vlprompt data check "
                              "--images decode` lists every unreadable image of a dataset") from None
-
-
-def available_cpus():
-    """CPUs this process may run on (its affinity mask, e.g. a Slurm allocation), not the machine's count."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
-
-
-_NOTED_WORKERS = set()
-
-
-def fit_num_workers(requested):
-    """min(requested, available CPUs), with a one-line note (once per value) instead of torch's warning."""
-    requested = int(requested)
-    cpus = available_cpus()
-    if requested <= cpus:
-        return requested
-    if (requested, cpus) not in _NOTED_WORKERS:
-        _NOTED_WORKERS.add((requested, cpus))
-        print(f"Note: DATALOADER.NUM_WORKERS {requested} > the {cpus} CPUs available; using {cpus} loader workers")
-    return cpus
 
 
 def build_data_loader(cfg, sampler_type="SequentialSampler", data_source=None, batch_size=64, n_domain=0,
