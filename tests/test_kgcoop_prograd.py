@@ -283,3 +283,21 @@ def test_kgcoop_templates_and_config_errors(caltech_root, tiny_clip_path, tmp_pa
         with pytest.raises(ConfigValueError, match=message):
             build("KgCoOp", caltech_root, tmp_path / "bad", tiny_clip_path, *opts)
         assert not os.path.exists(tmp_path / "bad")
+
+
+# --------------------------------------------------------------------------------------------- both
+@pytest.mark.parametrize("name", ["KgCoOp", "ProGrad"])
+def test_the_training_log_reads_with_the_originals_parse_test_res(name, caltech_root, tiny_clip_path, tmp_path):
+    """The originals' parse_test_res.py (KgCoOp's and ProGrad's are the same file) reads the `* accuracy: X%`
+    lines that follow a line equal to "Finished training" (their fork's) in a training log, or "=> result"
+    with --test-log; CoOp's and vlprompt's parsers wait for "Finish training". A training log holds both."""
+    out = tmp_path / "run"
+    build(name, caltech_root, out, tiny_clip_path, flags=())
+    lines = [line.strip() for line in open(out / "log.txt")]
+    assert lines.index("Finished training") < lines.index("Finish training") < lines.index("=> result")
+    after = lines[lines.index("Finished training"):]
+    accuracy = [line for line in after if line.startswith("* accuracy: ") and line.endswith("%")]
+    assert len(accuracy) == 1
+    from vlprompt.parse_logs import parse_log
+
+    assert parse_log(str(out / "log.txt")) == float(accuracy[0][len("* accuracy: "):-1])

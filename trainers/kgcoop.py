@@ -130,6 +130,12 @@ class KgCoOp(PromptTrainer):
             raise ConfigValueError(f"TRAINER.{cls.CONFIG_NODE}.CLASS_TOKEN_POSITION {position!r} is not allowed for "
                                    "KgCoOp: expected 'end' (the original builds its prompts with the class at the end)")
 
+    def after_train(self):
+        # The fork's end-of-training line, which the original parse_test_res.py waits for before reading
+        # "* accuracy" (Dassl's own "Finish training", which CoOp's parser waits for, follows).
+        print("Finished training")
+        super().after_train()
+
     def build_custom_model(self, clip_model, classnames):
         c = self.method_cfg
         self.w = float(self.method_option("W"))

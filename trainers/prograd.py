@@ -187,6 +187,12 @@ class ProGrad(PromptTrainer):
                 raise ConfigValueError(f"TRAINER.COOP.N_CTX {node.get('N_CTX')} is not allowed: with CTX_INIT the "
                                        f"context must hold the {len(phrase.split(' '))} words of {phrase!r}")
 
+    def after_train(self):
+        # The fork's end-of-training line, which the original parse_test_res.py waits for before reading
+        # "* accuracy" (Dassl's own "Finish training", which CoOp's parser waits for, follows).
+        print("Finished training")
+        super().after_train()
+
     def build_custom_model(self, clip_model, classnames):
         c = self.method_cfg
         return ProGradCLIP(clip_model, classnames, hand_crafted_template(self.cfg.DATASET.NAME),
