@@ -301,3 +301,14 @@ def test_the_training_log_reads_with_the_originals_parse_test_res(name, caltech_
     from vlprompt.parse_logs import parse_log
 
     assert parse_log(str(out / "log.txt")) == float(accuracy[0][len("* accuracy: "):-1])
+
+
+def test_the_papers_averages_compare_only_with_their_vit_b16_configs():
+    from vlprompt.paper_numbers import BASE2NEW, default_paper_entry, harmonic_mean
+
+    for name in ("KgCoOp", "ProGrad"):
+        assert default_paper_entry(name, "vit_b16_ep100_ctxv1") == name
+        base, new, hm = BASE2NEW[name]["average"]
+        assert harmonic_mean(base, new) == pytest.approx(hm, abs=0.01)
+    assert default_paper_entry("ProGrad", "rn50_ep100") is None  # the official RN50 configs: no ViT-B/16 row
+    assert default_paper_entry("KgCoOp", "rn50_ep100") is None
