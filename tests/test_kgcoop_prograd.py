@@ -165,7 +165,8 @@ def test_the_teacher_is_zero_shot_clip_in_fp32_and_reuses_fp32_image_features(ca
     assert model.zero_shot_image_encoder is None and torch.equal(reused, teacher)  # the student's own f(x)
 
     # fp16 CLIP: the teacher keeps a float32 image tower of its own and gives the same float32 logits.
-    monkeypatch.setattr(prograd.ProGrad, "build_precision", lambda self: Precision("fp16", "fp16", "cpu", torch.float16))
+    real_fp16 = Precision("fp16", "fp16", "cpu", torch.float16)
+    monkeypatch.setattr(prograd.ProGrad, "build_precision", lambda self: real_fp16)
     half = build("ProGrad", caltech_root, tmp_path / "fp16", tiny_clip_path, "TRAINER.COOP.PREC", "fp16")
     assert half.model.image_encoder.dtype == torch.float16
     assert half.model.zero_shot_image_encoder.dtype == torch.float32

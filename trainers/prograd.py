@@ -178,7 +178,8 @@ class ProGrad(PromptTrainer):
             raise ConfigValueError(f"LOSS.NAME {loss.get('NAME')!r} is not allowed for ProGrad: expected 'prograd'")
         for key, low in (("T", "> 0"), ("LAMBDA", ">= 0")):
             value = loss.get(key, LOSS_DEFAULTS[key])
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (key == "T" and value == 0):
+            bad = isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0
+            if bad or (key == "T" and value == 0):
                 raise ConfigValueError(f"LOSS.{key} {value!r} is not allowed: expected a number {low}")
         node = cfg.TRAINER.get(cls.CONFIG_NODE, {})
         if node.get("CTX_INIT", "") and isinstance(node.get("N_CTX", 16), int):
