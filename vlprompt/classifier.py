@@ -80,3 +80,15 @@ class VisionLanguagePromptedCLIP(PromptedCLIP):
         text_features, vision_prompts, deep_vision = static
         image_features = self.image_encoder(image, vision_prompts, deep_vision)
         return scaled_cosine_logits(image_features, text_features, self.logit_scale)
+
+
+class TextPromptedCLIP(PromptedCLIP):
+    """CoOp's classifier: `prompt_learner()` gives the class prompts [n_cls, L, width] (and
+    `prompt_learner.eot_indices`); their text features are the static inputs."""
+
+    def static_inputs(self):
+        """g(t_k) for every class."""
+        return self.text_encoder(self.prompt_learner(), self.prompt_learner.eot_indices)
+
+    def logits(self, image, text_features):
+        return scaled_cosine_logits(self.image_encoder(image), text_features, self.logit_scale)

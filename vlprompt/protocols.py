@@ -40,6 +40,8 @@ METHODS = {
     "vpt": ("VPT", "vit_b16_c2_ep5_batch4_4", "vit_b16_c2_ep5_batch4_4"),
     "metaprompt": ("MetaPrompt", "vit_b16_c2_ep8_batch16_2+2ctx", None),
     "copl": ("CoPL", "vit_b16_c4_ep10_batch1_ctxv1", "vit_b16_c4_ep10_batch1_ctxv1"),
+    "kgcoop": ("KgCoOp", "vit_b16_ep100_ctxv1", "vit_b16_ep100_ctxv1"),  # its configs hold W 8.0 (docs/KGCOOP.md)
+    "prograd": ("ProGrad", "vit_b16_ep100_ctxv1", "vit_b16_ep100_ctxv1"),  # few-shot: CoOp's main.sh (docs/PROGRAD.md)
     "coop": ("CoOp", None, None),               # fewshot (scripts/coop/main.sh), xd / imagenet_dg (eval.sh)
     "zsclip": ("ZeroshotCLIP", None, None),     # zeroshot (scripts/zsclip/zeroshot.sh)
 }
@@ -53,6 +55,7 @@ DG_DOMAINS = {"pacs": ["art_painting", "cartoon", "photo", "sketch"], "vlcs": ["
               "office_home": ["art", "clipart", "product", "real_world"],
               "domainnet": ["clipart", "infograph", "painting", "quickdraw", "real", "sketch"]}
 FEWSHOT_SHOTS = (1, 2, 4, 8, 16)
+FEWSHOT_METHODS = ("coop", "prograd")  # CoOp's few-shot protocol and script (ProGrad's prograd.sh is its main.sh)
 # CoOp: M=16 context tokens, shared (CSC False), class token at the end (the originals' main table)
 COOP_CONTEXT = {"ctp": "end", "nctx": 16, "csc": False}
 
@@ -174,15 +177,15 @@ class Planner:
                                                                load_epoch, *self.opts),
                    after=[f"{source}-seed{seed}-train"])
 
-    # CoOp (scripts/coop/main.sh, eval.sh) ------------------------------------------------------------
-    def coop_folder(self, cfg, shots, ctp, nctx, csc):
-        return f"CoOp/{cfg}_{shots}shots/nctx{nctx}_csc{csc}_ctp{ctp}{self.suffix}"
+    # CoOp (scripts/coop/main.sh, eval.sh; ProGrad's main.sh is CoOp's with its trainer) ----------------
+    def coop_folder(self, cfg, shots, ctp, nctx, csc, trainer="CoOp"):
+        return f"{trainer}/{cfg}_{shots}shots/nctx{nctx}_csc{csc}_ctp{ctp}{self.suffix}"
 
-    def coop_train(self, dataset, cfg, seed, shots, ctp="end", nctx=16, csc=False):
+    def coop_train(self, dataset, cfg, seed, shots, ctp="end", nctx=16, csc=False, trainer="CoOp"):
         """main.sh DATASET CFG CTP NCTX SHOTS CSC, one seed: few-shot training, then the test set."""
-        out_dir = self.out(dataset, self.coop_folder(cfg, shots, ctp, nctx, csc), f"seed{seed}")
+        out_dir = self.out(dataset, self.coop_folder(cfg, shots, ctp, nctx, csc, trainer), f"seed{seed}")
         return Run(f"{dataset}-{shots}shots-seed{seed}", self.spec(
-            "CoOp", "CoOp", cfg, dataset, seed, out_dir, *_coop_options(ctp, nctx, csc), "DATASET.NUM_SHOTS", shots,
+            trainer, trainer, cfg, dataset, seed, out_dir, *_coop_options(ctp, nctx, csc), "DATASET.NUM_SHOTS", shots,
             *self.opts))
 
     def coop_test(self, dataset, cfg, seed, load_epoch=None, ctp="end", nctx=16, csc=False, shots=16):
@@ -256,9 +259,10 @@ def plan(protocol, method, data, output, datasets=None, seeds=(1, 2, 3), shots=N
         return [[p.coop_train("imagenet", config, s, 16, **COOP_CONTEXT) for s in seeds],
                 [p.coop_test(d, config, s, load_epoch, **COOP_CONTEXT) for s in seeds for d in targets]]
     if protocol == "fewshot":
-        if method != "coop":
-            raise ProtocolError("the few-shot protocol has scripts for coop only (scripts/coop/main.sh)")
-        return [[p.coop_train(d, cfg or coop_config(backbone or "rn50", k, d), s, k, **COOP_CONTEXT)
+        if method not in FEWSHOT_METHODS:
+            raise ProtocolError(f"the few-shot protocol has scripts for {' and '.join(FEWSHOT_METHODS)} only "
+                                "(scripts/<method>/main.sh)")
+        return [[p.coop_train(d, cfg or coop_config(backbone or "rn50", k, d), s, k, trainer=trainer, **COOP_CONTEXT)
                  for d in datasets or BASE2NEW_DATASETS for k in shots_list or FEWSHOT_SHOTS for s in seeds]]
     if protocol == "zeroshot":
         if method != "zsclip":

@@ -150,7 +150,7 @@ def _few_shot(p, method, dataset, shots):
 
 
 def _coop_main(p, method, dataset, cfg, ctp, nctx, shots, csc):
-    return [p.coop_train(dataset, cfg, seed, shots, ctp, nctx, csc) for seed in _seeds()]
+    return [p.coop_train(dataset, cfg, seed, shots, ctp, nctx, csc, METHODS[method][0]) for seed in _seeds()]
 
 
 def _coop_eval(p, method, dataset, cfg):
