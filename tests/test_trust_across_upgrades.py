@@ -282,3 +282,17 @@ def test_data_check_reads_a_custom_dataset_config(tmp_path):
                           env=dict(os.environ, PYTHONPATH=REPO_ROOT))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "CustomDataset (my_flowers)" in proc.stdout and "1 of 1 usable" in proc.stdout
+
+
+def test_a_method_that_changes_its_computation_raises_its_revision():
+    """IVLP's text tower now runs on the whole context (as the original), which changes its numbers from the
+    same settings: its RESULTS_REVISION makes earlier IVLP runs other runs, and leaves every other method's
+    fingerprints as they were (revision 0 is not hashed)."""
+    from vlprompt.run_identity import build_identity, differences
+
+    cfg = {"SEED": 1, "TRAINER": {"NAME": "IVLP"}, "DATASET": {"NAME": "Caltech101"}}
+    before, plain = build_identity(cfg, "train"), build_identity(cfg, "train", revision=0)
+    after = build_identity(cfg, "train", revision=TRAINER_REGISTRY.get("IVLP").RESULTS_REVISION)
+    assert before["fingerprint"] == plain["fingerprint"] != after["fingerprint"]
+    assert differences(before, after) == ["the method's computation (its RESULTS_REVISION): 0 -> 1"]
+    assert TRAINER_REGISTRY.get("CoOp").RESULTS_REVISION == 0

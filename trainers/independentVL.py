@@ -73,10 +73,13 @@ class IVLPCLIP(VisionLanguagePromptedCLIP):
     """Static inputs: the class text features g(t_k; P^i) and the vision prompts V, V^i."""
 
     def __init__(self, clip_model, classnames, n_ctx_text=2, n_ctx_vision=2, ctx_init="a photo of a",
-                 depth_text=9, depth_vision=9, rng_before_clip=None, round_fp16=False):
+                 depth_text=9, depth_vision=9, rng_before_clip=None, round_fp16=False, full_context=False):
         """rng_before_clip: the CPU generator state before CLIP was built; given, the prompts are the
         original's from the same seed (vlprompt.deep_prompts.clip_constructor_draws). round_fp16: the
-        prompts made in CLIP's blocks reach the towers rounded to float16, as in the original."""
+        prompts made in CLIP's blocks reach the towers rounded to float16, as in the original.
+        full_context: the text tower runs on all 77 positions, as the original's, not on the class
+        prompts cut after their last EOT token (vlprompt.prompted_clip: the same function, but with the
+        rounding of round_fp16 only the whole context trains the original's model from its seed)."""
         super().__init__(clip_model)
         drawn = None
         if rng_before_clip is not None:
@@ -88,11 +91,15 @@ class IVLPCLIP(VisionLanguagePromptedCLIP):
                                               n_ctx_vision, ctx_init, depth_text, depth_vision, drawn)
         # The original's `.half()` where its prompts enter CLIP's blocks (vlprompt.prompted_clip).
         self.text_encoder.round_prompts_fp16 = self.image_encoder.round_prompts_fp16 = round_fp16
+        self.text_encoder.full_context = full_context
 
 
 @TRAINER_REGISTRY.register()
 class IVLP(PromptTrainer):
     CONFIG_NODE = "IVLP"
+    # 1: the text tower runs on all 77 positions by default (TEXT_FULL_CONTEXT), as the original does; runs of
+    # vlprompt 0.1 computed on the cut prompts and are other runs.
+    RESULTS_REVISION = 1
     CHECKPOINT_NAME = "VLPromptLearner"
 
     CONFIG_DEFAULTS = {
@@ -105,6 +112,11 @@ class IVLP(PromptTrainer):
         # vlprompt: the original rounds V, V^i and P^i to float16 where they enter the towers, also under
         # PREC fp32/amp (its `.half()`); False keeps them float32 there (a ~1e-4 relative difference in the logits).
         "ROUND_PROMPTS_FP16": True,
+        # vlprompt: the text tower runs on all 77 token positions, as the original's. The class prompts cut
+        # after their last EOT token (False) give the same function faster, but other rounding in the last
+        # bits, which the float16-rounded prompt gradients above turn into a different model over the
+        # training (vlprompt.prompted_clip): True trains the original's model from its seed.
+        "TEXT_FULL_CONTEXT": True,
     }
 
     def build_model(self):
@@ -116,7 +128,8 @@ class IVLP(PromptTrainer):
         c = self.method_cfg
         return IVLPCLIP(clip_model, classnames, c.N_CTX_TEXT, c.N_CTX_VISION, c.CTX_INIT,
                         c.PROMPT_DEPTH_TEXT, c.PROMPT_DEPTH_VISION, getattr(self, "rng_before_clip", None),
-                        bool(self.method_option("ROUND_PROMPTS_FP16")))
+                        bool(self.method_option("ROUND_PROMPTS_FP16")),
+                        full_context=bool(self.method_option("TEXT_FULL_CONTEXT")))
 
     def adapt_checkpoint_state(self, state_dict):
         if is_full_model_state(state_dict):

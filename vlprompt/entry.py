@@ -177,7 +177,7 @@ def run_identity(cfg, spec, trainer_cls, codebase):
     identity = build_identity(cfg, "eval" if spec.eval_only else "train", spec.opts, spec.config_file,
                               spec.dataset_config_file, clip_sha256=weights_sha256(cfg.MODEL.BACKBONE.NAME),
                               model=model, version=__version__, precision=precision, device=device, scope=scope,
-                              recorded=recorded)
+                              recorded=recorded, revision=getattr(trainer_cls, "RESULTS_REVISION", 0))
     if model and trained:
         mismatch = model_mismatch(trained, identity)
         if mismatch:

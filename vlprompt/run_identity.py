@@ -14,7 +14,8 @@ An identity (format 2) holds
 Its `fingerprint` hashes the second group. Because a key at its default is not in `settings`, a release
 that adds an option whose default keeps the earlier behaviour leaves every earlier run the same run: the
 key is absent from the old identity and at its default in the new one. A release that changes a default or
-what a computation does must say so (and bump FINGERPRINT_SALT where the change alters results).
+what a computation does must say so: it raises the method's RESULTS_REVISION (one method) or FINGERPRINT_SALT
+(every run) where the change alters results.
 
 Skip, resume, re-test and aggregate happen only between runs with the same fingerprint; `differences`
 lists what differs (key: old -> new) for the error messages and the tables. Format-1 identities (which
@@ -145,12 +146,13 @@ def settings_of(values, kind, scope=None):
 
 # ---------------------------------------------------------------------------------------- identity
 def build_identity(cfg, kind, opts=(), config_file="", dataset_config_file="", clip_sha256=None, model=None,
-                   version=None, precision=None, device=None, scope=None, recorded=None):
+                   version=None, precision=None, device=None, scope=None, recorded=None, revision=0):
     """The identity of a run with resolved config `cfg`. kind: "train" or "eval"; model (eval): what is
     loaded, {"dir", "load_epoch", "files": {relative path: sha256}, "trained": a summary of its training
     identity (trained_summary) or None}; precision, device: what the run really computes with (e.g. "fp32",
     "cpu"); scope: a ConfigScope (vlprompt.config.config_scope()); recorded: what is recorded but not
-    fingerprinted (recorded_environment())."""
+    fingerprinted (recorded_environment()); revision: the trainer's RESULTS_REVISION (a release that changes
+    what one method computes from the same settings raises it, so its earlier runs become other runs)."""
     values = flatten(cfg)
     seed = values.get("SEED")
     identity = {
@@ -166,6 +168,7 @@ def build_identity(cfg, kind, opts=(), config_file="", dataset_config_file="", c
         "clip_sha256": clip_sha256,
         "precision": precision,
         "device": device,
+        "revision": revision,
         "model": model,
         "overrides": [item for pair in overrides_as_pairs(opts) for item in pair],
         "settings": settings_of(values, kind, scope),
@@ -183,9 +186,12 @@ def _model_part(identity):
 
 
 def _result_relevant(identity):
-    return {"kind": identity["kind"], "settings": identity["settings"], "clip_sha256": identity.get("clip_sha256"),
-            "precision": identity.get("precision"), "device": identity.get("device"), "model": _model_part(identity),
-            "salt": FINGERPRINT_SALT}
+    relevant = {"kind": identity["kind"], "settings": identity["settings"], "clip_sha256": identity.get("clip_sha256"),
+                "precision": identity.get("precision"), "device": identity.get("device"),
+                "model": _model_part(identity), "salt": FINGERPRINT_SALT}
+    if identity.get("revision"):  # only where a method raised it: earlier fingerprints stay as they were
+        relevant["revision"] = identity["revision"]
+    return relevant
 
 
 def fingerprint(identity):
@@ -196,8 +202,11 @@ def model_variant(identity):
     """What defines a trained model apart from its seed and data: its settings without SEED/DATASET.*/TEST.*,
     the CLIP weights, and the precision and device it was trained with."""
     settings = {k: v for k, v in identity["settings"].items() if not _matches(k, DATA_KEYS + ("TEST.*",))}
-    return _digest({"settings": settings, "clip_sha256": identity.get("clip_sha256"),
-                    "precision": identity.get("precision"), "device": identity.get("device"), "salt": FINGERPRINT_SALT})
+    relevant = {"settings": settings, "clip_sha256": identity.get("clip_sha256"),
+                "precision": identity.get("precision"), "device": identity.get("device"), "salt": FINGERPRINT_SALT}
+    if identity.get("revision"):
+        relevant["revision"] = identity["revision"]
+    return _digest(relevant)
 
 
 def trained_summary(identity):
@@ -259,6 +268,8 @@ def differences(old, new, ignore=()):
     for what in ("precision", "device"):
         if a[what] != b[what]:
             lines.append(f"{what} computed in: {a[what] or 'unknown'} -> {b[what] or 'unknown'}")
+    if a.get("revision", 0) != b.get("revision", 0):
+        lines.append(f"the method's computation (its RESULTS_REVISION): {a.get('revision', 0)} -> {b.get('revision', 0)}")
     if a["kind"] != b["kind"]:
         lines.append(f"kind of run: {a['kind']} -> {b['kind']}")
     if a["model"] != b["model"]:

@@ -94,6 +94,9 @@ class PromptTrainer(TrainerX):
     CONFIG_CHOICES = {"PREC": PRECISIONS}
     CHECKPOINT_NAME = "prompt_learner"  # folder of the checkpoints in the output dir (the originals' name)
     HAS_TRAINABLE_PROMPTS = True  # False: nothing to train or load (zero-shot CLIP)
+    # Raised by a release that changes what this method computes from unchanged settings: its earlier runs are
+    # then other runs (vlprompt.run_identity). 0 is left out of the fingerprint.
+    RESULTS_REVISION = 0
 
     # ------------------------------------------------------------------------------ method hooks
     @classmethod
