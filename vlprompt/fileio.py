@@ -125,9 +125,11 @@ def _write_error(path, error):
     if isinstance(error, OutputWriteError):
         return error
     cause = error.strerror or str(error)
-    return OutputWriteError(f"Cannot write {path}: {cause}. Nothing was left half-written; free space, fix the "
-                            "folder's permissions or choose another output folder, then re-run (a run resumes from its "
-                            "last checkpoint)")
+    failure = OutputWriteError(f"Cannot write {path}: {cause}. Nothing was left half-written; free space, fix the "
+                               "folder's permissions or choose another output folder, then re-run (a run resumes from "
+                               "its last checkpoint)")
+    failure.errno = error.errno  # callers that can do without the file (caches) still tell a full disk apart
+    return failure
 
 
 def write_json_atomic(obj, path, indent=4):

@@ -31,6 +31,7 @@ from .data import image_cache
 from .engine import ENGINE, TrainerX, build_lr_scheduler, build_optimizer, compute_accuracy
 from .config import ensure_node, set_default
 from .engine import load_pretrained_weights
+from .engine.loaders import fit_evaluation_workers
 from .errors import ConfigValueError, MissingFileError, NonFiniteError, UserError
 from .fileio import atomic_write, load_torch_file, torch_save_atomic, write_json_atomic
 from .precision import PRECISIONS, apply_to_clip, resolve_precision
@@ -167,7 +168,8 @@ class PromptTrainer(TrainerX):
 
     def build_data_loader(self):
         super().build_data_loader()
-        image_cache.attach(self)  # evaluation reads preprocessed test images (vlprompt/data/image_cache.py)
+        fit_evaluation_workers(self)
+        image_cache.attach(self)  # evaluation reads preprocessed test images (vlprompt/data/image_cache)
 
     @classmethod
     def run_precision(cls, cfg, device, verbose=True):

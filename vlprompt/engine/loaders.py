@@ -27,6 +27,18 @@ def fit_num_workers(requested):
     return cpus
 
 
+def fit_evaluation_workers(trainer):
+    """Fit the workers of a trainer's evaluation loaders to the CPUs (Dassl's loaders keep the configured 8).
+    Evaluation loaders only: how many workers a training loader has decides which random augmentation each
+    image gets (each worker has its own random stream), so changing it would change the trained model."""
+    from torch.utils.data import DataLoader
+
+    for name in ("val_loader", "test_loader"):
+        loader = getattr(trainer, name, None)
+        if isinstance(loader, DataLoader) and loader.num_workers > 0:
+            loader.num_workers = fit_num_workers(loader.num_workers)
+
+
 def describe_deterministic_test_transform(tfm):
     """Split a deterministic test transform into its PIL part and its tensor part, or say why not.
 
