@@ -148,3 +148,17 @@ def test_a_bad_argument_stops_the_script_before_any_run(tmp_path, script, args, 
     proc = run_script(script, args, env, paths, dry_run=False)
     assert (proc.returncode, proc.stderr) == (2, message)
     assert not (tmp_path / "out").exists()
+
+
+def test_coop_eval_evaluates_the_model_trained_with_shots(tmp_path):
+    """coop/eval.sh used the 16-shot folder whatever SHOTS said; SHOTS=2 evaluates main.sh's 2-shot models."""
+    from script_cases import finish
+
+    paths = {"DATA": str(tmp_path / "data"), "OUTPUT": str(tmp_path / "out"), "REPO": REPO_ROOT}
+    os.makedirs(paths["DATA"])
+    trained = tmp_path / "out/imagenet/CoOp/rn50_ep50_2shots/nctx16_cscFalse_ctpend/seed1"
+    finish(str(trained))
+    proc = run_script("coop/eval.sh", ["imagenet_a", "rn50_ep50"], {"SEEDS": "1", "SHOTS": "2"}, paths)
+    assert proc.returncode == 0, proc.stderr
+    assert f"--model-dir {trained} " in proc.stdout
+    assert "evaluation/CoOp/rn50_ep50_2shots/nctx16_cscFalse_ctpend/imagenet_a/seed1" in proc.stdout
