@@ -72,8 +72,8 @@ class GpuSampler:
 
 def script_startup(clip_path, repeats=2):
     """Seconds a fresh train.py process spends before its run starts: interpreter, imports, plugins, CLIP."""
-    code = ("import time, sys; t = time.time(); sys.argv = ['train.py']; import runpy; "
-            f"m = runpy.run_path({os.path.join(REPO, 'train.py')!r}, run_name='bench'); m['import_plugins']()\n"
+    code = ("import time; t = time.time(); import torch; from vlprompt.plugins import load_codebase; "
+            f"load_codebase({REPO!r})\n"
             f"from vlprompt.clip_loader import load_clip; load_clip({clip_path!r}); print(time.time() - t)")
     times = []
     for _ in range(repeats):
