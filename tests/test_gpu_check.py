@@ -30,7 +30,8 @@ def test_without_a_gpu_it_stops_with_one_line(capsys, tmp_path, monkeypatch):
     code, out, err = cli(["--out", tmp_path / "report"], capsys)
     assert code == 2 and out == ""
     assert err == (f"error: python -m vlprompt.gpu_check needs a CUDA GPU, and torch {torch.__version__} sees none "
-                   "(torch.cuda.is_available() is False); without one, run the test suite: python -m pytest -q\n")
+                   "(torch.cuda.is_available() is False); without one, run the test suite: python -m pytest -q -n 2 "
+                   "--dist loadfile\n")
     assert not (tmp_path / "report").exists()
 
 

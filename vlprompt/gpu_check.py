@@ -45,6 +45,7 @@ from .errors import UserError, run_main
 from .fileio import write_json_atomic
 from .precision import TEST_ONLY_CPU_HALF, cpu_half_enabled
 
+TEST_COMMAND = "python -m pytest -q -n 2 --dist loadfile"  # the README's and .ci/run's
 SECTIONS = ("trainers", "bench_methods", "bench_eval", "bench_protocol", "original")
 # (PREC, CUDA graphs) of the trainer comparisons; the first is the reference.
 VARIANTS = (("fp32", False), ("fp16", False), ("fp16", True), ("amp", False), ("amp", True))
@@ -464,7 +465,7 @@ def check_device(device):
         return
     if not torch.cuda.is_available():
         raise GpuCheckError(f"python -m vlprompt.gpu_check needs a CUDA GPU, and torch {torch.__version__} sees none "
-                            "(torch.cuda.is_available() is False); without one, run the test suite: python -m pytest -q")
+                            f"(torch.cuda.is_available() is False); without one, run the test suite: {TEST_COMMAND}")
 
 
 def main(argv=None):
