@@ -173,6 +173,13 @@ def test_trains_and_evaluates_in_the_precision_users_run(name, prec, runs):
     assert result["num_test_images"] > 0 and 0.0 <= result["metrics"]["accuracy"] <= 100.0
     clip_dtype = torch.float16 if used == "fp16" else torch.float32
     assert trainer.model.text_encoder.dtype == trainer.model.image_encoder.dtype == clip_dtype
+    # clip.build_model's fp16 conversion (ref A, convert_weights): linear/conv/attention weights and the
+    # projections in float16; LayerNorms, embeddings and the logit scale stay float32.
+    text, visual = trainer.model.text_encoder, trainer.model.image_encoder.visual
+    assert text.text_projection.dtype == visual.proj.dtype == text.transformer.resblocks[0].attn.in_proj_weight.dtype \
+        == clip_dtype
+    assert {text.ln_final.weight.dtype, text.positional_embedding.dtype, text.token_embedding.weight.dtype,
+            visual.class_embedding.dtype, trainer.model.logit_scale.dtype} == {torch.float32}
     out_dtype = {"fp16": torch.float16, "amp": torch.float16, "fp32": torch.float32}[used]
     trainer.set_model_mode("eval")
     with torch.no_grad(), trainer.precision.autocast():
