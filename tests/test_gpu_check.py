@@ -38,8 +38,9 @@ def test_without_a_gpu_it_stops_with_one_line(capsys, tmp_path, monkeypatch):
 def test_the_cpu_mode_is_for_the_tests_only(capsys, tmp_path, monkeypatch):
     monkeypatch.delenv(TEST_ONLY_CPU_HALF, raising=False)
     code, out, err = cli(["--device", "cpu", "--out", tmp_path], capsys)
-    assert code == 2 and err == ("error: --device cpu is for the test suite only and needs VLPROMPT_TEST_ONLY_CPU_HALF=1 "
-                                 "(without it a CPU runs fp16 as fp32 and nothing would be compared)\n")
+    assert code == 2 and err == ("error: --device cpu is for the test suite only and needs "
+                                 "VLPROMPT_TEST_ONLY_CPU_HALF=1 (without it a CPU runs fp16 as fp32 and nothing would "
+                                 "be compared)\n")
 
 
 def test_bad_arguments_are_refused_before_any_work(capsys, tmp_path, monkeypatch):
@@ -183,11 +184,12 @@ def test_the_report_names_the_gpu_and_every_section(tmp_path):
     text = open(md_path).read()
     assert text.splitlines()[:5] == [
         "# vlprompt GPU check: NVIDIA H100 80GB HBM3", "",
-        "2026-12-06T12:00:00 · vlprompt 0.1.0 · torch 2.14.1 · CUDA 13.0 · `python -m vlprompt.gpu_check --out x` · "
-        "12.0 s in all", "", "**Some checks failed or did not run: see below.**"]
+        "2026-12-06T12:00:00 · vlprompt 0.1.0 · torch 2.14.1 · CUDA 13.0 · "
+        "`python -m vlprompt.gpu_check --out x` · 12.0 s in all", "",
+        "**Some checks failed or did not run: see below.**"]
     assert "| X | fp16 | no |" in text and "| floor | 5600 |" in text
-    assert "## bench_protocol\n\n`python benchmarks/bench_protocol.py --full` — 150.2 s\n\n**Not complete: ran past " \
-           "its time limit of 150 s.**" in text
+    assert "## bench_protocol\n\n`python benchmarks/bench_protocol.py --full` — 150.2 s\n\n" \
+           "**Not complete: ran past its time limit of 150 s.**" in text
 
 
 def test_the_original_code_and_vlprompt_side_by_side(tmp_path):

@@ -127,7 +127,8 @@ def trainer_argv(repo, name, trainer_cls, prec, graphs, device, fixtures, out):
     return ["--seed", "1", "--trainer", name, *data, *(["--config-file", config] if config else []),
             "--output-dir", out, "--no-train", "MODEL.BACKBONE.NAME", fixtures["clip"], "INPUT.SIZE", "(32, 32)",
             "DATALOADER.NUM_WORKERS", "0", "USE_CUDA", str(device == "cuda"), "OPTIM.MAX_EPOCH", "1",
-            "OPTIM.WARMUP_EPOCH", "0", "OPTIM.NAME", "sgd", "TRAIN.PRINT_FREQ", "1000", "TRAIN.CUDA_GRAPHS", str(graphs),
+            "OPTIM.WARMUP_EPOCH", "0", "OPTIM.NAME", "sgd", "TRAIN.PRINT_FREQ", "1000",
+            "TRAIN.CUDA_GRAPHS", str(graphs),
             "DATALOADER.TRAIN_X.BATCH_SIZE", "4", "DATALOADER.TEST.BATCH_SIZE", "50", *dataset_opts,
             *([f"TRAINER.{node}.PREC", prec] if node else [])]
 
@@ -213,7 +214,8 @@ def judge(row, graphs_eager=None):
     if row.get("agree_fp32") is not None and row["agree_fp32"] < 1.0:
         problems.append(f"evaluating the fp32 prompts, {1 - row['agree_fp32']:.0%} of the clear predictions changed")
     if row.get("loss_vs_fp32", 0.0) > EVAL_TOLERANCE:
-        problems.append(f"the first step's loss differs from fp32's by {row['loss_vs_fp32']:.2%} (> {EVAL_TOLERANCE:.0%})")
+        problems.append(f"the first step's loss differs from fp32's by {row['loss_vs_fp32']:.2%} "
+                        f"(> {EVAL_TOLERANCE:.0%})")
     if row.get("update_cosine") is not None and row["prec"] == "fp16" and row["update_cosine"] < UPDATE_COSINE:
         problems.append(f"the prompt update points elsewhere than fp32's (cosine {row['update_cosine']:.3f} "
                         f"< {UPDATE_COSINE})")
@@ -268,8 +270,8 @@ def compare_trainer(train_module, repo, name, device, fixtures, workdir, variant
                                       relative_difference(measured["logits"], eager["logits"]))
             row["problems"] = judge(row, eager)
             if prec == "fp32" and not graphs and trainer.get_model_names():
-                reference = {"measured": measured,
-                             "state": {k: v.detach().clone() for k, v in trainer.trainable_module().state_dict().items()}}
+                state = trainer.trainable_module().state_dict()
+                reference = {"measured": measured, "state": {k: v.detach().clone() for k, v in state.items()}}
             done[prec, graphs] = measured
         except Exception as e:  # noqa: BLE001 (recorded, the other variants go on)
             row["problems"] = [f"{type(e).__name__}: {e}"]
