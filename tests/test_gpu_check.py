@@ -138,6 +138,7 @@ def fake_benchmark(tmp_path, monkeypatch):
         "import json, sys, time\n"
         "mode, path = sys.argv[1], sys.argv[sys.argv.index('--json') + 1]\n"
         "print('measuring')\n"
+        "assert sys.path[1] == sys.argv[sys.argv.index('--repo') + 1], sys.path  # PYTHONPATH: the checkout first\n"
         "if mode == 'sleep':\n    time.sleep(30)\n"
         "if mode == 'fail':\n    sys.exit('it broke')\n"
         "json.dump({'device': 'x', 'rows': [{'what': 'a', 'images_per_s': 10.5}, {'what': 'b', 'note': 'p|q'}]},"
@@ -151,21 +152,25 @@ def fake_benchmark(tmp_path, monkeypatch):
 
 
 def test_a_benchmark_runs_in_a_subprocess_and_its_json_is_kept(fake_benchmark, tmp_path):
-    record = gpu_check.run_benchmark(fake_benchmark("ok"), "bench_eval", str(tmp_path))
-    assert record["exit_status"] == 0 and "problem" not in record
-    assert record["command"] == "benchmarks/fake.py ok --json bench_eval.json"
+    repo, out = fake_benchmark("ok"), tmp_path / "out"
+    out.mkdir()
+    record = gpu_check.run_benchmark(repo, "bench_eval", str(out), extra=["--repo", repo])
+    assert record["exit_status"] == 0 and "problem" not in record, record.get("output_tail")
+    assert record["command"] == f"benchmarks/fake.py ok --json bench_eval.json --repo {repo}"
     assert record["result"]["rows"][0] == {"what": "a", "images_per_s": 10.5}
-    assert json.loads((tmp_path / "bench_eval.json").read_text()) == record["result"]
+    assert json.loads((out / "bench_eval.json").read_text()) == record["result"]
     text = gpu_check.benchmark_markdown("bench_eval", record)
     assert text.splitlines()[:3] == ["## bench_eval", "", f"`python {record['command']}` — {record['wall_s']} s"]
     assert "| what | images_per_s | note |\n|---|---|---|\n| a | 10.5 |  |\n| b |  | p\\|q |" in text
 
 
 def test_a_failing_or_hanging_benchmark_is_recorded_and_does_not_stop_the_check(fake_benchmark, tmp_path):
-    failed = gpu_check.run_benchmark(fake_benchmark("fail"), "bench_eval", str(tmp_path))
+    repo = fake_benchmark("fail")
+    failed = gpu_check.run_benchmark(repo, "bench_eval", str(tmp_path), extra=["--repo", repo])
     assert failed["problem"] == "exit status 1" and "it broke" in failed["output_tail"]
     assert "**Not complete: exit status 1.**" in gpu_check.benchmark_markdown("bench_eval", failed)
-    hung = gpu_check.run_benchmark(fake_benchmark("sleep", limit=1), "bench_eval", str(tmp_path / "h"))
+    repo = fake_benchmark("sleep", limit=1)
+    hung = gpu_check.run_benchmark(repo, "bench_eval", str(tmp_path / "h"), extra=["--repo", repo])
     assert hung["problem"] == "ran past its time limit of 1 s" and hung["wall_s"] < 20
 
 

@@ -316,7 +316,9 @@ def run_benchmark(repo, section, out_dir, extra=(), timeout=None):
     start = time.time()
     record = {"command": " ".join(argv[1:]).replace(out_dir + os.sep, ""), "time_limit_s": timeout or limit}
     try:
-        proc = subprocess.run(argv, cwd=repo, capture_output=True, text=True, timeout=timeout or limit)
+        # This checkout's vlprompt, whatever is installed (as the repository's scripts do).
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")])))
+        proc = subprocess.run(argv, cwd=repo, env=env, capture_output=True, text=True, timeout=timeout or limit)
         record["exit_status"] = proc.returncode
         record["output_tail"] = (proc.stdout + proc.stderr)[-3000:]
         if proc.returncode != 0:
