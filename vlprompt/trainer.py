@@ -77,12 +77,14 @@ def load_scheduler_state(sched, state):
     """sched.load_state_dict(state), with the scheduler still driving the live optimizer. Dassl's warmup
     schedulers pickle their successor (the cosine schedule), which refers to a pickled copy of the
     optimizer; loaded as it is (what Dassl's own resume does), the successor steps that copy and the
-    resumed epochs keep the learning rate of the checkpoint's epoch instead of following the schedule."""
+    resumed epochs keep the learning rate of the checkpoint's epoch instead of following the schedule.
+    The built-in engine's warmup state holds the successor's state dict instead, which Dassl's scheduler
+    would take for the successor itself."""
     live = getattr(sched, "successor", None)
     sched.load_state_dict(state)
     loaded = getattr(sched, "successor", None)
     if live is not None and loaded is not None and loaded is not live:
-        live.load_state_dict(loaded.state_dict())
+        live.load_state_dict(loaded if isinstance(loaded, dict) else loaded.state_dict())
         sched.successor = live
 
 
