@@ -171,7 +171,16 @@ class PromptTrainer(TrainerX):
     def build_data_loader(self):
         super().build_data_loader()
         fit_evaluation_workers(self)
-        image_cache.attach(self)  # evaluation reads preprocessed test images (vlprompt/data/image_cache)
+        image_cache.environment_switch()  # a bad VLPROMPT_IMAGE_CACHE is refused before any work
+        self._image_cache_attached = False
+
+    def attach_image_cache(self):
+        """Evaluation reads preprocessed test images (vlprompt/data/image_cache), decided at the first evaluation:
+        by then vlprompt's entry point has given the trainer its run_info, which a codebase's own train.py does
+        not, and there the cache stays off unless asked for."""
+        if not self._image_cache_attached:
+            self._image_cache_attached = True
+            image_cache.attach(self, through_vlprompt=bool(self.run_info))
 
     @classmethod
     def run_precision(cls, cfg, device, verbose=True):
@@ -373,6 +382,7 @@ class PromptTrainer(TrainerX):
         return self.model(input)
 
     def test(self, split=None):
+        self.attach_image_cache()
         cache = getattr(self.model, "cached_static_inputs", None)
         with self.precision.autocast(), (cache() if cache is not None else contextlib.nullcontext()):
             result = super().test(split)
