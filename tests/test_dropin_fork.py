@@ -220,3 +220,40 @@ def test_a_forks_own_maple_and_vlprompts_as_vlpmaple_in_either_import_order(fork
     assert (vlp / "MultiModalPromptLearner" / "model.pth.tar-1").is_file()
     # A codebase that has not opted in gets no test-image cache
     assert not (fork / "xdg-cache").exists()
+
+
+def test_use_trainers_takes_all_some_or_renamed_and_refuses_a_name_the_codebase_has():
+    code = textwrap.dedent("""
+        import vlprompt.engine as seam
+        from vlprompt.plugins import use_trainers
+
+        @seam.TRAINER_REGISTRY.register()
+        class MaPLe:  # the codebase's own
+            pass
+
+        for ask in (lambda: use_trainers(), lambda: use_trainers(["MaPle"])):
+            try:
+                ask()
+            except KeyError as e:
+                print("REFUSED", e)
+        print("BEFORE", sorted(seam.TRAINER_REGISTRY.registered_names()))
+        some = use_trainers(["CoOp", "MaPLe"], rename={"MaPLe": "VLPMaPLe"})
+        print("SOME", sorted(some), some["VLPMaPLe"].__name__, some["VLPMaPLe"].CONFIG_NODE,
+              seam.TRAINER_REGISTRY.get("MaPLe") is MaPLe, seam.TRAINER_REGISTRY.get("VLPMaPLe") is some["VLPMaPLe"])
+        print("AGAIN", use_trainers(["CoOp", "MaPLe"], rename={"MaPLe": "VLPMaPLe"}) == some)
+        print("PREFIX", sorted(use_trainers(prefix="X")))
+        print("ONLY", sorted(use_trainers(["CoCoOp", "IVLP"])), "XMaPLe" in seam.TRAINER_REGISTRY)
+    """)
+    env = dict(os.environ, VLPROMPT_ENGINE="builtin", PYTHONPATH=REPO_ROOT)
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    assert lines[0] == ("REFUSED Trainer name(s) 'MaPLe' are registered already (the codebase's own): take vlprompt's "
+                        "under another name, e.g. use_trainers(rename={'MaPLe': 'VLPMaPLe'}) or use_trainers("
+                        "prefix='VLP'), or leave them out: use_trainers([the names wanted])")
+    assert lines[1].startswith("REFUSED vlprompt has no trainer named 'MaPle'; its trainers are CoCoOp, CoOp, ")
+    assert lines[2] == "BEFORE ['MaPLe']"  # nothing registered by a refused call
+    assert lines[3] == "SOME ['CoOp', 'VLPMaPLe'] MaPLe MAPLE True True"
+    assert lines[4] == "AGAIN True"
+    assert lines[5].startswith("PREFIX ['XCoCoOp', 'XCoOp', ") and "'XMaPLe'" in lines[5]
+    assert lines[6] == "ONLY ['CoCoOp', 'IVLP'] True"

@@ -113,7 +113,7 @@ def is_codebase_module(module_name, folder=None, package=None):
     parts = module_name.split(".")
     if len(parts) < 3 or not parts[0].startswith("_vlprompt_codebase_"):
         return False
-    # use_trainers imports vlprompt's trainers under codebase_package(folder) + "_<what was asked>"
+    # use_trainers imports vlprompt's trainers under codebase_package(folder) + "_offered"
     return (folder is None or parts[0].startswith(codebase_package(folder))) and \
         (package is None or parts[1] == package)
 
@@ -124,7 +124,7 @@ class TrainerNameError(UserError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
-_TAKEN = {}  # (codebase folder, what was asked) -> {registered name: class}, so that asking again changes nothing
+_OFFERED = {}  # vlprompt's codebase folder -> {vlprompt's registered name: class}, imported once
 
 
 def use_trainers(names=None, rename=None, prefix=""):
@@ -139,40 +139,60 @@ def use_trainers(names=None, rename=None, prefix=""):
     names: vlprompt's registered names to take (None: all); rename: {vlprompt's name: the name to register it
     under}; prefix: put before the names that `rename` does not give. A renamed trainer reads the same config
     keys (cfg.TRAINER.<its node>, e.g. TRAINER.MAPLE) and writes the same checkpoints as under its own name;
-    TRAINER.NAME (--trainer) is the new name. Returns {registered name: class}. A name that the codebase
-    registered already is refused with the ways out, before anything is registered."""
+    TRAINER.NAME (--trainer) is the new name. Returns {registered name: class}. A name the codebase has
+    registered already (its own trainer) is refused with the ways out, before anything is registered; asking
+    again for what is registered already changes nothing."""
     from .engine import TRAINER_REGISTRY
 
+    offered = _offered_trainers()
     rename = dict(rename or {})
-    folder = _own_codebase_with("trainers")
-    asked = (tuple(sorted(names)) if names is not None else None, tuple(sorted(rename.items())), prefix)
-    key = (os.path.realpath(folder), asked)
-    if key in _TAKEN:
-        return dict(_TAKEN[key])
-    found = {}
-    # Each way of asking imports vlprompt's trainer modules afresh, under a private package of its own, so
-    # that their classes register under the names asked for (a module already imported registers nothing).
-    root = f"{codebase_package(folder)}_{hashlib.sha256(repr(asked).encode()).hexdigest()[:8]}"
-    with _collecting_registrations(TRAINER_REGISTRY, found):
-        import_package_modules(folder, "trainers", root=root)
-    unknown = sorted(set(names or ()) - set(found)) + sorted(set(rename) - set(found))
+    unknown = sorted((set(names or ()) | set(rename)) - set(offered))
     if unknown:
         raise TrainerNameError(f"vlprompt has no trainer named {', '.join(map(repr, unknown))}; its trainers are "
-                               f"{', '.join(sorted(found))}")
-    chosen = {rename.get(name, prefix + name): obj for name, obj in found.items()
-              if names is None or name in names}
+                               f"{', '.join(sorted(offered))}")
+    chosen = {rename.get(name, prefix + name): cls for name, cls in offered.items() if names is None or name in names}
     registered = set(TRAINER_REGISTRY.registered_names())
-    taken = sorted(n for n in chosen if n in registered)
+    taken = sorted(n for n, cls in chosen.items() if n in registered and not _same_trainer(TRAINER_REGISTRY.get(n), cls))
     if taken:
         example = taken[0]
         raise TrainerNameError(
             f"Trainer name(s) {', '.join(map(repr, taken))} are registered already (the codebase's own): take "
             f"vlprompt's under another name, e.g. use_trainers(rename={{{example!r}: 'VLP{example}'}}) or "
-            "use_trainers(prefix='VLP'), or leave them out: use_trainers([names wanted])")
-    for new_name, obj in chosen.items():
-        TRAINER_REGISTRY._do_register(new_name, obj)
-    _TAKEN[key] = chosen
-    return dict(chosen)
+            "use_trainers(prefix='VLP'), or leave them out: use_trainers([the names wanted])")
+    for name, cls in chosen.items():
+        if name not in registered:
+            TRAINER_REGISTRY._do_register(name, cls)
+    return chosen
+
+
+def _same_trainer(registered, offered):
+    """The class registered under a name is the one offered, or the same class of vlprompt's codebase imported
+    by load_codebase (vlprompt's own train.py)."""
+    if registered is offered:
+        return True
+    tail = lambda cls: (cls.__module__.split(".")[1:], cls.__qualname__)  # noqa: E731
+    folder = _own_codebase_with("trainers")
+    return is_codebase_module(registered.__module__, folder, "trainers") and tail(registered) == tail(offered)
+
+
+def _offered_trainers():
+    """{registered name: class} of vlprompt's trainers/, imported (once) under a private package of their own
+    with their registrations collected instead of made, so that use_trainers registers them under the names
+    asked for."""
+    from .engine import TRAINER_REGISTRY
+
+    folder = _own_codebase_with("trainers")
+    if folder not in _OFFERED:
+        found, root = {}, f"{codebase_package(folder)}_offered"
+        try:
+            with _collecting_registrations(TRAINER_REGISTRY, found):
+                import_package_modules(folder, "trainers", root=root)
+        except BaseException:  # a module failed: import them afresh next time
+            for name in [n for n in sys.modules if n == root or n.startswith(root + ".")]:
+                del sys.modules[name]
+            raise
+        _OFFERED[folder] = found
+    return _OFFERED[folder]
 
 
 def _own_codebase_with(package):
