@@ -217,6 +217,8 @@ def test_a_forks_own_maple_and_vlprompts_as_vlpmaple_in_either_import_order(fork
     assert "TRAINER-CLASS _vlprompt_codebase_" in stdout and stdout.split("TRAINER-CLASS ")[1].split()[1] == "MaPLe"
     result = json.loads((vlp / "result.json").read_text())
     assert result["method"] == "VLPMaPLe" and result["identity"] is None and result["versions"]["engine"] == ENGINE
+    # what `vlprompt results` groups such a run by (on its own, marked as without an identity)
+    assert result["config_values"]["TRAINER.NAME"] == "VLPMaPLe" and result["config_values"]["OPTIM.NAME"] == "adam"
     assert (vlp / "MultiModalPromptLearner" / "model.pth.tar-1").is_file()
     # A codebase that has not opted in gets no test-image cache
     assert not (fork / "xdg-cache").exists()

@@ -36,6 +36,7 @@ from .errors import ConfigValueError, MissingFileError, NonFiniteError, UserErro
 from .fileio import atomic_write, load_torch_file, torch_save_atomic, write_json_atomic
 from .precision import PRECISIONS, apply_to_clip, resolve_precision
 from .resume import capture_rng_state, checkpoint_epochs, kill_point, restore_rng_state
+from .run_identity import flatten
 from .validation import RUN_WARNINGS, check_choice
 
 CHECKPOINT_EXTRA_KEYS = ("token_prefix", "token_suffix")
@@ -485,6 +486,8 @@ class PromptTrainer(TrainerX):
             "warnings": list(RUN_WARNINGS),
             "identity": info.get("identity"),
         }
+        if result["identity"] is None:  # a codebase's own train.py: what the tables can group it by (vlprompt.results)
+            result["config_values"] = flatten(cfg)
         path = osp.join(cfg.OUTPUT_DIR, "result.json")
         write_json_atomic(result, path)
         print(f"Result written to {path}: {json.dumps(result['metrics'])}")
