@@ -135,7 +135,8 @@ def test_dassls_fixes_hold_whatever_the_import_order(tmp_path, order):
             import own_trainer
         import torch
         cfg = seam.get_cfg_default()
-        cfg.OPTIM.NAME, cfg.OPTIM.LR_SCHEDULER, cfg.OPTIM.WARMUP_EPOCH, cfg.OPTIM.WARMUP_TYPE = "adam", "cosine", 1, "constant"
+        cfg.OPTIM.NAME, cfg.OPTIM.LR_SCHEDULER = "adam", "cosine"
+        cfg.OPTIM.WARMUP_EPOCH, cfg.OPTIM.WARMUP_TYPE = 1, "constant"
         model = torch.nn.Linear(2, 2)
         optim = seam.build_optimizer(model, cfg.OPTIM)
         sched = seam.build_lr_scheduler(optim, cfg.OPTIM)

@@ -147,7 +147,8 @@ STAND_IN = {
         from vlprompt.engine.builtin.registry import TRAINER_REGISTRY  # noqa: F401
         from vlprompt.engine.builtin.trainer import TrainerX, build_trainer  # noqa: F401
     """,
-    "dassl/optim/__init__.py": "from vlprompt.engine.builtin.optim import build_lr_scheduler, build_optimizer  # noqa\n",
+    "dassl/optim/__init__.py":
+        "from vlprompt.engine.builtin.optim import build_lr_scheduler, build_optimizer  # noqa: F401\n",
     "dassl/utils/__init__.py": "from vlprompt.engine.builtin.utils import (load_checkpoint, set_random_seed,  # noqa\n"
                                "                                          setup_logger)\n",
 }
@@ -186,13 +187,14 @@ def train_py(fork, imports, *args, cache=None):
 
 ADAM = ["OPTIM.NAME", "adam", "OPTIM.LR", 0.01, "OPTIM.LR_SCHEDULER", "cosine", "OPTIM.WARMUP_EPOCH", 1,
         "OPTIM.WARMUP_TYPE", "constant", "OPTIM.MAX_EPOCH", 2]
+MAPLE_CONFIG = "vit_b16_c2_ep5_batch4_2ctx.yaml"
 SMALL = ["INPUT.SIZE", "(32, 32)", "DATALOADER.NUM_WORKERS", 0, "USE_CUDA", False, "DATASET.NUM_SHOTS", 2]
 
 
 def test_a_forks_own_maple_and_vlprompts_as_vlpmaple_in_either_import_order(fork, tiny_clip_path):
     own = fork / "out" / "own"
     stdout = train_py(fork, "own-first", "--trainer", "MaPLe", "--output-dir", own, *SMALL, *ADAM)
-    assert f"TRAINER-CLASS trainers.maple MaPLe" in stdout and "Finish training" in stdout
+    assert "TRAINER-CLASS trainers.maple MaPLe" in stdout and "Finish training" in stdout
     checkpoint = own / "MultiModalPromptLearner" / "model.pth.tar-2"
     assert checkpoint.is_file()
     if HAS_DASSL:  # Dassl pickles the Adam optimizer into the warmup scheduler's state
@@ -212,7 +214,7 @@ def test_a_forks_own_maple_and_vlprompts_as_vlpmaple_in_either_import_order(fork
     # vlprompt's MaPLe as VLPMaPLe, in the same codebase, reading the fork's TRAINER.MAPLE keys
     vlp = fork / "out" / "vlp"
     stdout = train_py(fork, "vlprompt-first", "--trainer", "VLPMaPLe", "--output-dir", vlp,
-                      "--config-file", os.path.join(REPO_ROOT, "configs/trainers/MaPLe/vit_b16_c2_ep5_batch4_2ctx.yaml"),
+                      "--config-file", os.path.join(REPO_ROOT, "configs/trainers/MaPLe", MAPLE_CONFIG),
                       *SMALL, *fast_opts(tiny_clip_path, epochs=1), "OPTIM.NAME", "adam")
     assert "TRAINER-CLASS _vlprompt_codebase_" in stdout and stdout.split("TRAINER-CLASS ")[1].split()[1] == "MaPLe"
     result = json.loads((vlp / "result.json").read_text())

@@ -213,7 +213,8 @@ def test_a_codebases_own_train_py_reads_the_files_unless_vlprompt_image_cache_is
         build_trainer(cfg)
 
 
-def test_vlprompt_image_cache_0_turns_it_off_for_vlprompts_own_runs(tmp_path, caltech_root, tiny_clip_path, monkeypatch):
+def test_vlprompt_image_cache_0_turns_it_off_for_vlprompts_own_runs(tmp_path, caltech_root, tiny_clip_path,
+                                                                    monkeypatch):
     monkeypatch.setenv(image_cache.CACHE_ENV, "0")
     trainer = run_train(train_argv("CoOp", "CoOp/vit_b16_ep50.yaml", caltech_root, tmp_path / "run", tiny_clip_path,
                                    "TRAINER.COOP.N_CTX", 4, "TEST.IMAGE_CACHE_DIR", tmp_path / "cache"))

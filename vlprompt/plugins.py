@@ -152,7 +152,8 @@ def use_trainers(names=None, rename=None, prefix=""):
                                f"{', '.join(sorted(offered))}")
     chosen = {rename.get(name, prefix + name): cls for name, cls in offered.items() if names is None or name in names}
     registered = set(TRAINER_REGISTRY.registered_names())
-    taken = sorted(n for n, cls in chosen.items() if n in registered and not _same_trainer(TRAINER_REGISTRY.get(n), cls))
+    taken = sorted(n for n, cls in chosen.items()
+                   if n in registered and not _same_trainer(TRAINER_REGISTRY.get(n), cls))
     if taken:
         example = taken[0]
         raise TrainerNameError(

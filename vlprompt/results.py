@@ -74,7 +74,8 @@ def load_results(root, out=print):
             foreign.append(path)
             continue
         if not isinstance(result.get("identity"), dict) or "fingerprint" not in result["identity"]:
-            if result.get("identity") is None and all(isinstance(result.get(k), str) for k in ("method", "dataset", "mode")):
+            if result.get("identity") is None and all(isinstance(result.get(k), str)
+                                                      for k in ("method", "dataset", "mode")):
                 result["_path"] = path
                 unidentified.append(result)
             else:
@@ -92,7 +93,8 @@ def load_results(root, out=print):
     if unidentified:
         paths = [r["_path"] for r in unidentified]
         out(f"Note: {len(unidentified)} result.json without a run identity (written by a codebase's own train.py) are "
-            "tabulated on their own, marked [no run identity]: " + ", ".join(paths[:3]) + (" ..." if len(paths) > 3 else ""))
+            "tabulated on their own, marked [no run identity]: " + ", ".join(paths[:3])
+            + (" ..." if len(paths) > 3 else ""))
     if foreign:
         out(f"WARNING: {len(foreign)} result.json that vlprompt did not write (no metrics, method, dataset or mode) "
             "left out: " + ", ".join(foreign[:3]) + (" ..." if len(foreign) > 3 else ""))
@@ -107,9 +109,9 @@ _EVALUATION_ONLY = ("DATALOADER.TEST.*", "DATALOADER.NUM_WORKERS", "TRAINER.*.PR
 
 def unidentified_identity(result, scope=None):
     """A stand-in identity for a result written without one (vlprompt's trainer run by a codebase's own
-    train.py), built from what its result.json records: the run's resolved config (`config_values`, recorded
-    since vlprompt 0.1.0's drop-in fixes; without it only the backbone tells runs apart, and the table says
-    so), the data, seed, precision and device. `unidentified` marks it: its own groups, never averaged with
+    train.py), built from what its result.json records: the run's resolved config (`config_values`; results
+    written before vlprompt recorded it have only the backbone to tell runs apart, and their tables say so),
+    the data, seed, precision and device. `unidentified` marks it: its own groups, never averaged with
     identified runs."""
     values = result.get("config_values")
     kind = "eval" if result.get("mode") == "eval-only" else "train"
