@@ -173,13 +173,12 @@ class PromptTrainer(TrainerX):
         super().build_data_loader()
         fit_evaluation_workers(self)
         image_cache.environment_switch()  # a bad VLPROMPT_IMAGE_CACHE is refused before any work
-        self._image_cache_attached = False
 
     def attach_image_cache(self):
         """Evaluation reads preprocessed test images (vlprompt/data/image_cache), decided at the first evaluation:
         by then vlprompt's entry point has given the trainer its run_info, which a codebase's own train.py does
         not, and there the cache stays off unless asked for."""
-        if not self._image_cache_attached:
+        if not getattr(self, "_image_cache_attached", False):
             self._image_cache_attached = True
             image_cache.attach(self, through_vlprompt=bool(self.run_info))
 
