@@ -109,3 +109,109 @@ def test_cocoop_trains_on_dasslss_engine_from_a_codebases_own_train_py(tmp_path,
     rerun_log = open(newest).read()
     assert os.path.basename(newest).startswith("log.txt-") and "Found checkpoint" in rerun_log
     assert "epoch [" not in rerun_log and parse_log(newest) == pytest.approx(result["metrics"]["accuracy"], abs=0.05)
+
+
+# ------------------------------------------------------------------------------- whatever the import order
+OWN_TRAINER = """
+# A codebase's own trainer module, as the originals' are: Dassl's loader bound under its own name at import.
+from DASSL.utils import load_checkpoint  # noqa: F401
+""".replace("DASSL", "dassl")
+
+
+@needs_dassl
+@pytest.mark.parametrize("order", ["codebase-first", "vlprompt-first"])
+def test_dassls_fixes_hold_whatever_the_import_order(tmp_path, order):
+    """An Adam-trained checkpoint with Dassl's warmup schedule (the scheduler state pickles the optimizer) loads
+    through the loader a codebase's trainer imported, before or after vlprompt; Dassl's warmup scheduler builds."""
+    (tmp_path / "own_trainer.py").write_text(OWN_TRAINER)
+    proc = python(f"""
+        import importlib, os, sys
+        sys.path.insert(0, {str(tmp_path)!r})
+        if {order!r} == "codebase-first":
+            import own_trainer
+            import vlprompt.engine as seam
+        else:
+            import vlprompt.engine as seam
+            import own_trainer
+        import torch
+        cfg = seam.get_cfg_default()
+        cfg.OPTIM.NAME, cfg.OPTIM.LR_SCHEDULER = "adam", "cosine"
+        cfg.OPTIM.WARMUP_EPOCH, cfg.OPTIM.WARMUP_TYPE = 1, "constant"
+        model = torch.nn.Linear(2, 2)
+        optim = seam.build_optimizer(model, cfg.OPTIM)
+        sched = seam.build_lr_scheduler(optim, cfg.OPTIM)
+        model(torch.ones(1, 2)).sum().backward()
+        optim.step()
+        sched.step()
+        state = dict(state_dict=model.state_dict(), epoch=1, optimizer=optim.state_dict(), scheduler=sched.state_dict(),
+                     val_result=None)
+        importlib.import_module("dassl.utils").save_checkpoint(state, {str(tmp_path / "ckpt")!r})
+        checkpoint = own_trainer.load_checkpoint({str(tmp_path / "ckpt" / "model.pth.tar-1")!r})
+        print("HELD", type(checkpoint["scheduler"]["successor"].optimizer).__name__, checkpoint["epoch"])
+    """, "dassl")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "HELD Adam 1" in proc.stdout
+
+
+# ------------------------------------------------------------------------------------ the environment
+@needs_dassl
+def test_importing_vlprompt_on_dassl_leaves_the_environment_and_asks_pypi_nothing():
+    proc = python("""
+        import os, sys
+        os.environ.pop("OUTDATED_IGNORE", None)
+        import vlprompt.engine as seam
+        assert seam.ENGINE == "dassl" and "wilds" in sys.modules  # Dassl's datasets import wilds
+        print("ENV", os.environ.get("OUTDATED_IGNORE"), "outdated" in sys.modules)
+    """, "dassl")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "ENV None False" in proc.stdout  # nothing set, and `outdated` (which asks PyPI) never imported
+
+
+LIKE_WILDS = {  # what wilds 1.2.2 and outdated 0.2.2 do when imported (read from their files), asking no PyPI here
+    "dassl/__init__.py": "",
+    "dassl/data/__init__.py": "",
+    "dassl/data/datasets/__init__.py": "import wilds  # noqa: F401  (as Dassl's WILDS wrappers)\n",
+    "wilds/__init__.py": """
+        import os
+        os.environ["OUTDATED_IGNORE"] = "1"
+        try:
+            from outdated import check_outdated
+        except ImportError:
+            check_outdated = None
+        if check_outdated is not None:
+            check_outdated("wilds", "1.2.2")  # the real one, in a thread
+    """,
+    "outdated/__init__.py": """
+        ASKED = []
+
+
+        def check_outdated(package, version):
+            ASKED.append(package)  # the real one asks PyPI for the package's latest version
+
+
+        check_outdated("outdated", "0.2.2")
+    """,
+}
+
+
+@pytest.mark.parametrize("before", [None, "yes"])
+def test_dassls_import_leaves_outdated_ignore_as_it_was_and_asks_pypi_nothing(tmp_path, before):
+    for rel, text in LIKE_WILDS.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(textwrap.dedent(text).lstrip("\n"))
+    env = {k: v for k, v in os.environ.items() if k != "OUTDATED_IGNORE"}
+    env.update(VLPROMPT_ENGINE="builtin", PYTHONPATH=os.pathsep.join([str(tmp_path), REPO_ROOT]))
+    if before is not None:
+        env["OUTDATED_IGNORE"] = before
+    code = textwrap.dedent("""
+        import os, sys
+        import vlprompt.engine as seam
+        seam._import_dassl()  # what VLPROMPT_ENGINE=dassl runs
+        print("AFTER", os.environ.get("OUTDATED_IGNORE"), "wilds" in sys.modules, "outdated" in sys.modules)
+        import outdated  # the user's own import still works
+        print("ASKED", outdated.ASKED)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=str(tmp_path), env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"AFTER {before} True False" in proc.stdout and "ASKED ['outdated']" in proc.stdout

@@ -117,6 +117,23 @@ def test_originals_cache_that_does_not_fit_is_rebuilt(change, tmp_path, capsys):
     assert "does not match this data root or split; rebuilding it" in capsys.readouterr().out
 
 
+def test_a_cache_hit_says_loaded_not_creating(tmp_path, capsys):
+    """A fresh selection prints Dassl's "Creating a K-shot dataset" and the originals' "Saving ..." line; a cache
+    hit prints the originals' "Loading preprocessed few-shot data from" and that it loaded, never "Creating"
+    (its replayed draws are silent), and Python's random ends where a fresh selection leaves it."""
+    spec = make_dataset("DescribableTextures", tmp_path / "data")
+    read(spec, shots=2, seed=1, rng_seed=1)
+    after_fresh = random.random()
+    first = capsys.readouterr().out
+    path = cache_path(spec, 2, 1)
+    assert "Creating a 2-shot dataset" in first and f"Saving preprocessed few-shot data to {path}" in first
+    read(spec, shots=2, seed=1, rng_seed=1)
+    after_cached = random.random()
+    again = capsys.readouterr().out
+    assert f"Loading preprocessed few-shot data from {path}\nLoaded a 2-shot dataset from the cache (" in again
+    assert "Creating a" not in again and "Saving" not in again and after_cached == after_fresh
+
+
 def test_our_cache_is_rebuilt_for_another_split_file(tmp_path, capsys):
     spec = make_dataset("DescribableTextures", tmp_path / "data")
     read(spec, shots=2, seed=1)

@@ -53,6 +53,31 @@ def test_default_config_has_dassls_keys_and_values():
     assert get_cfg_default().OPTIM.LR == 0.0003  # a fresh copy every call
 
 
+def typed_keys(node, prefix=""):
+    """{"A.B": [type name, value]} of a config, lists for tuples (as the recorded file holds them)."""
+    out = {}
+    for key, value in node.items():
+        if hasattr(value, "items"):
+            out.update(typed_keys(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = [type(value).__name__, list(value) if isinstance(value, (list, tuple)) else value]
+    return out
+
+
+def test_default_config_has_every_key_of_dassls_with_its_default_and_type():
+    """The config dump has Dassl's keys, its DA/DG/SSL trainers' included (tests/data/dassl_default_config.json,
+    recorded from the real Dassl as its "source" says); with Dassl installed, the dumps are the same text."""
+    import json
+
+    with open(os.path.join(REPO_ROOT, "tests", "data", "dassl_default_config.json")) as f:
+        recorded = json.load(f)["keys"]
+    from vlprompt.engine.builtin.config import get_cfg_default as builtin_default
+
+    assert typed_keys(builtin_default()) == recorded
+    if ENGINE == "dassl":
+        assert str(builtin_default()) == str(get_cfg_default())
+
+
 def test_unknown_key_in_a_config_file_names_the_file_and_the_closest_key(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("TRAINER:\n  COOP:\n    NCTX: 4\n")

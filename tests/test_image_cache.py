@@ -164,6 +164,63 @@ def test_turned_off_with_test_image_cache_false(tmp_path, caltech_root, tiny_cli
     assert not (tmp_path / "cache").exists()
 
 
+@pytest.mark.parametrize("key,env,through_vlprompt,expected", [
+    (None, None, True, True), (True, None, True, True), (False, None, True, False), (True, "0", True, False),
+    (None, None, False, False), (True, None, False, False), (None, "1", False, True), (True, "on", False, True),
+    (False, "1", False, False), (False, "1", True, False), (None, "0", False, False), (None, "", False, False),
+])
+def test_on_for_vlprompts_own_runs_off_in_another_codebase_unless_the_environment_asks(monkeypatch, key, env,
+                                                                                      through_vlprompt, expected):
+    from vlprompt.engine import get_cfg_default
+
+    cfg = get_cfg_default()  # Dassl's keys only: no TEST.IMAGE_CACHE unless set here
+    if key is not None:
+        cfg.TEST.IMAGE_CACHE = key
+    monkeypatch.delenv(image_cache.CACHE_ENV, raising=False)
+    if env is not None:
+        monkeypatch.setenv(image_cache.CACHE_ENV, env)
+    assert image_cache.wanted(cfg, through_vlprompt) is expected
+
+
+def coop_cfg(caltech_root, tiny_clip_path, out, *opts):
+    cfg = build_config(os.path.join(REPO_ROOT, "configs/datasets/caltech101.yaml"), COOP_CONFIG,
+                       opts=[*fast_opts(tiny_clip_path, epochs=1), "DATASET.ROOT", caltech_root, "OUTPUT_DIR", out,
+                             "TRAINER.NAME", "CoOp", "TRAINER.COOP.N_CTX", 4, "DATASET.NUM_SHOTS", 2, *opts])
+    return cfg
+
+
+def test_a_codebases_own_train_py_reads_the_files_unless_vlprompt_image_cache_is_1(tmp_path, caltech_root,
+                                                                                   tiny_clip_path, monkeypatch, capsys):
+    """A Dassl codebase's train.py builds the trainer itself (build_trainer(cfg), no vlprompt entry point), with
+    or without vlprompt's config keys: no cache is written (~20 GB for the eleven datasets) unless asked for."""
+    from vlprompt.engine import build_trainer
+
+    monkeypatch.delenv(image_cache.CACHE_ENV, raising=False)
+    cache = tmp_path / "cache"
+    cfg = coop_cfg(caltech_root, tiny_clip_path, str(tmp_path / "a"), "TEST.IMAGE_CACHE_DIR", str(cache))
+    del cfg.TEST["IMAGE_CACHE"]  # a codebase without vlprompt's keys
+    trainer = build_trainer(cfg)
+    trainer.test()
+    assert type(trainer.test_loader) is torch.utils.data.DataLoader and not cache.exists()
+    assert "VLPROMPT_IMAGE_CACHE=1 makes it read a cache of the decoded test images" in capsys.readouterr().out
+    monkeypatch.setenv(image_cache.CACHE_ENV, "1")
+    trainer = build_trainer(cfg)
+    trainer.test()
+    assert trainer.test_loader.cache.status == "built" and cache.exists()
+    monkeypatch.setenv(image_cache.CACHE_ENV, "maybe")
+    with pytest.raises(ValueError, match=r"^VLPROMPT_IMAGE_CACHE='maybe' is not allowed: expected 1 \(on\) or 0 "
+                                         r"\(off\)$"):
+        build_trainer(cfg)
+
+
+def test_vlprompt_image_cache_0_turns_it_off_for_vlprompts_own_runs(tmp_path, caltech_root, tiny_clip_path,
+                                                                    monkeypatch):
+    monkeypatch.setenv(image_cache.CACHE_ENV, "0")
+    trainer = run_train(train_argv("CoOp", "CoOp/vit_b16_ep50.yaml", caltech_root, tmp_path / "run", tiny_clip_path,
+                                   "TRAINER.COOP.N_CTX", 4, "TEST.IMAGE_CACHE_DIR", tmp_path / "cache"))
+    assert type(trainer.test_loader) is torch.utils.data.DataLoader and not (tmp_path / "cache").exists()
+
+
 def test_an_unknown_decoder_is_refused(tmp_path, caltech_root, tiny_clip_path):
     with pytest.raises(ValueError, match=r"TEST.IMAGE_CACHE_DECODER 'gpu' is not allowed: expected one of pil, torchvision"):
         run_train(train_argv("CoOp", "CoOp/vit_b16_ep50.yaml", caltech_root, tmp_path / "run", tiny_clip_path,

@@ -9,6 +9,8 @@ from vlprompt.paper_numbers import BASE2NEW, harmonic_mean
 from vlprompt.results import base2new_tables, build, dg_tables, fewshot_tables, xd_tables, zeroshot_tables
 from vlprompt.run_identity import build_identity, trained_summary
 
+from helpers import REPO_ROOT
+
 
 def identity_for(method="MaPLe", config="vit_b16_c2_ep5_batch4_2ctx", shots=16, seed=1, subsample="all",
                  dataset="Caltech101", dataset_config=None, kind="train", opts=(), values=None, model=None,
@@ -168,9 +170,78 @@ def test_two_custom_dataset_configs_are_two_rows_and_old_results_are_named(tmp_p
     [table] = base2new_tables(str(tmp_path), out=lines.append)
     assert [(r["dataset"], r["base"]) for r in table["rows"]] == [("CustomDataset (flowers_a)", 70.0),
                                                                    ("CustomDataset (flowers_b)", 60.0)]
-    assert lines == [f"WARNING: 1 result.json without a run identity (written by a codebase's own train.py, not "
-                     f"vlprompt's) left out: "
-                     f"{tmp_path / 'base2new/train_base/old/seed1/result.json'}"]
+    assert lines == [f"WARNING: 1 result.json that vlprompt did not write (no metrics, method, dataset or mode) left "
+                     f"out: {tmp_path / 'base2new/train_base/old/seed1/result.json'}"]
+
+
+# ------------------------------------------------------------------ runs of a codebase's own train.py
+def unidentified_result(root, phase, seed, accuracy, opts=(), prec=None, recorded=True):
+    """result.json as vlprompt's MaPLe writes it when a codebase's own train.py ran it: no identity, its
+    resolved config recorded (config_values) since the drop-in fixes; older ones recorded none."""
+    from vlprompt.config import build_config
+    from vlprompt.run_identity import flatten
+
+    subsample = "new" if phase == "test_new" else "base"
+    opts = ["DATASET.SUBSAMPLE_CLASSES", subsample, "SEED", seed, "DATASET.NUM_SHOTS", 16, *opts]
+    if prec:
+        opts += ["TRAINER.MAPLE.PREC", prec]
+    cfg = build_config(os.path.join(REPO_ROOT, "configs/datasets/caltech101.yaml"),
+                       os.path.join(REPO_ROOT, "configs/trainers/MaPLe/vit_b16_c2_ep5_batch4_2ctx.yaml"),
+                       opts=["TRAINER.NAME", "MaPLe", "OUTPUT_DIR", f"/fork/output/{phase}/seed{seed}", *opts])
+    result = {"method": "MaPLe", "dataset": "Caltech101", "subsample": subsample, "shots": 16, "seed": seed,
+              "backbone": "ViT-B/16", "config": None, "config_file": None, "dataset_config_file": None,
+              "source_domains": [], "target_domains": [], "precision": {"requested": prec or "fp16", "used": "fp32"},
+              "mode": "eval-only" if phase == "test_new" else "train", "metrics": {"accuracy": accuracy},
+              "device": "cpu", "identity": None}
+    if recorded:
+        result["config_values"] = flatten(cfg)
+    path = os.path.join(root, "fork", phase, "_".join(map(str, opts[6:])) or "plain", f"seed{seed}")
+    os.makedirs(path, exist_ok=True)
+    with open(os.path.join(path, "result.json"), "w") as f:
+        json.dump(result, f)
+
+
+def test_runs_without_an_identity_are_tabulated_on_their_own(tmp_path):
+    b2n(tmp_path, "train_base", "caltech101", "Caltech101", 1, 90.0)  # an identified run: its own table
+    b2n(tmp_path, "test_new", "caltech101", "Caltech101", 1, 80.0)
+    for seed, (base, new) in ((1, (50.0, 40.0)), (2, (52.0, 44.0))):
+        unidentified_result(tmp_path, "train_base", seed, base)
+        # evaluated at PREC fp32, the model trained at the default fp16 on a CPU (which computed in fp32)
+        unidentified_result(tmp_path, "test_new", seed, new, prec="fp32" if seed == 2 else None)
+    unidentified_result(tmp_path, "train_base", 1, 30.0, opts=("OPTIM.MAX_EPOCH", 2))  # other settings
+    unidentified_result(tmp_path, "test_new", 1, 20.0, opts=("OPTIM.MAX_EPOCH", 2))
+    lines = []
+    tables = base2new_tables(str(tmp_path), out=lines.append)
+    assert len(tables) == 3 and lines[0].startswith("Note: 6 result.json without a run identity (written by a "
+                                                    "codebase's own train.py) are tabulated on their own, marked "
+                                                    "[no run identity]: ")
+    [identified] = [t for t in tables if t["origin"] == "trained"]
+    assert identified["variant"] == "" and [(r["base"], r["new"]) for r in identified["rows"]] == [(90.0, 80.0)]
+    assert identified["paper"] == "MaPLe"
+    fork = sorted((t for t in tables if t["origin"] == "unidentified"), key=lambda t: t["rows"][0]["base"])
+    short, plain = fork
+    assert plain["rows"][0]["base_per_seed"] == {1: 50.0, 2: 52.0} and plain["rows"][0]["new_per_seed"] == {1: 40.0,
+                                                                                                            2: 44.0}
+    assert plain["rows"][0]["hm"] == pytest.approx(harmonic_mean(51.0, 42.0)) and plain["paper"] is None
+    assert plain["variant"].startswith("[no run identity: a codebase's own train.py]")
+    assert short["rows"][0]["base_per_seed"] == {1: 30.0} and short["rows"][0]["new_per_seed"] == {1: 20.0}
+    tags = sorted(t["variant"].split("] [", 1)[1].split(": ", 1)[1] for t in fork)  # what tells the two apart
+    assert tags in (["OPTIM.MAX_EPOCH: 2 -> 5]", "reference]"], ["OPTIM.MAX_EPOCH: 5 -> 2]", "reference]"])
+    written = build("base2new", str(tmp_path), out=lambda *_: None)
+    assert len(written) == 3
+    stems = sorted(p.name for p in (tmp_path / "tables").glob("*.md"))
+    assert len([s for s in stems if "unidentified" in s]) == 2 and len(stems) == 3
+    markdown = (tmp_path / "tables" / [s for s in stems if "unidentified" in s][0]).read_text()
+    assert "[no run identity: a codebase's own train.py]" in markdown.splitlines()[0]
+
+
+def test_runs_without_an_identity_or_a_recorded_config_say_so(tmp_path):
+    unidentified_result(tmp_path, "train_base", 1, 50.0, recorded=False)
+    unidentified_result(tmp_path, "test_new", 1, 40.0, recorded=False)
+    [table] = base2new_tables(str(tmp_path), out=lambda *_: None)
+    assert table["origin"] == "unidentified" and (table["rows"][0]["base"], table["rows"][0]["new"]) == (50.0, 40.0)
+    assert table["variant"] == ("[no run identity: a codebase's own train.py] [settings not recorded: runs that differ "
+                                "in anything but the backbone are averaged]")
 
 
 # ------------------------------------------------------------------------------ tables that never mix

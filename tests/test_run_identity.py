@@ -295,3 +295,29 @@ def test_a_truncated_checkpoint_is_named(tmp_path, caltech_root, tiny_clip_path,
                             "--load-epoch", 1, epochs=1), capsys)
     assert code == 2 and err.startswith(f"error: Checkpoint file {ckpt} is not a readable PyTorch checkpoint (")
     assert "it may be truncated or corrupt: replace it." in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("trainer,config", [("CoOp", "CoOp/vit_b16_ep50.yaml"),
+                                            ("MaPLe", "MaPLe/vit_b16_c2_ep5_batch4_2ctx.yaml")])
+def test_a_model_trained_at_the_default_fp16_on_a_cpu_is_evaluated_at_fp32(tmp_path, caltech_root, tiny_clip_path,
+                                                                           capsys, trainer, config):
+    """PREC fp16 on a CPU computes in fp32: evaluating that model with PREC fp32 is the same model evaluated the
+    same way, so it is accepted (TRAINER.*.PREC is an evaluation key), and the tables pair its base and new."""
+    from vlprompt.results import base2new_tables
+
+    method = ["--trainer", trainer, "--config-file", os.path.join(REPO_ROOT, "configs/trainers", config)]
+    base, new = tmp_path / "train_base", tmp_path / "test_new"
+    assert cli(argv(caltech_root, base, tiny_clip_path, *method, "DATASET.SUBSAMPLE_CLASSES", "base", epochs=1),
+               capsys)[0] == 0
+    node = "COOP" if trainer == "CoOp" else "MAPLE"
+    code, out, err = cli(argv(caltech_root, new, tiny_clip_path, *method, "--eval-only", "--model-dir", base,
+                              "--load-epoch", 1, "DATASET.SUBSAMPLE_CLASSES", "new", f"TRAINER.{node}.PREC", "fp32",
+                              epochs=1), capsys)
+    assert code == 0, err
+    trained, evaluated = read_result(base), read_result(new)
+    assert trained["precision"] == {"requested": "fp16", "used": "fp32"}
+    assert evaluated["precision"] == {"requested": "fp32", "used": "fp32"}
+    assert evaluated["identity"]["model"]["trained"]["fingerprint"] == trained["identity"]["fingerprint"]
+    [table] = base2new_tables(str(tmp_path), out=lambda *_: None)
+    [row] = table["rows"]
+    assert (row["base"], row["new"]) == (trained["metrics"]["accuracy"], evaluated["metrics"]["accuracy"])

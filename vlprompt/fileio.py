@@ -12,6 +12,7 @@ import json
 import os
 import pickle
 import socket
+import sys
 import tempfile
 
 from .errors import CheckpointError, MissingFileError, OutputWriteError
@@ -149,46 +150,93 @@ def pickle_dump_atomic(obj, path, pickler_cls=pickle.Pickler):
         pickler_cls(f, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
 
 
-# The classes that the original repositories' checkpoints pickle besides tensors and plain containers:
-# Dassl saves the LR scheduler's state dict, and its warmup scheduler's holds the successor scheduler and
-# the optimizer themselves. Nothing else is unpickled unless the user trusts the file (TRUST_ENV).
+# Besides tensors and plain containers, Dassl checkpoints pickle optimizer and LR-scheduler objects: a warmup
+# scheduler's state holds its successor schedule, which holds the optimizer (SGD for CoOp/MaPLe; Adam, AdamW,
+# RMSprop or Dassl's RAdam for a codebase that chose them). Those classes are data (their state is numbers and
+# tensors; unpickling runs only torch's and Dassl's own __setstate__), so every optimizer and LR scheduler
+# that torch and Dassl ship is admitted. Nothing else is unpickled unless the user trusts the file (TRUST_ENV).
 TRUST_ENV = "VLPROMPT_TRUST_CHECKPOINTS"
 
+# Dassl's own classes, by the name a checkpoint records -> what stands in for them where Dassl is not imported
+# (the built-in engine, a machine without Dassl): torch's base class, holding the same state.
+DASSL_OPTIMIZERS = ("dassl.optim.radam.RAdam", "dassl.optim.radam.PlainRAdam", "dassl.optim.radam.AdamW")
+DASSL_SCHEDULERS = ("dassl.optim.lr_scheduler.ConstantWarmupScheduler",
+                    "dassl.optim.lr_scheduler.LinearWarmupScheduler")
 
-def _allowed_checkpoint_globals():
+
+def _torch_optim_classes():
+    """Every optimizer and LR-scheduler class of torch.optim (its schedulers and SWA's too)."""
+    import torch.optim
+    import torch.optim.lr_scheduler
+    import torch.optim.swa_utils
+
+    schedulers = torch.optim.lr_scheduler
+    bases = (torch.optim.Optimizer, getattr(schedulers, "LRScheduler", schedulers._LRScheduler),
+             schedulers.ReduceLROnPlateau)
+    found = set()
+    for module in (torch.optim, torch.optim.lr_scheduler, torch.optim.swa_utils):
+        for obj in vars(module).values():
+            if isinstance(obj, type) and issubclass(obj, bases) and obj.__module__.startswith("torch.optim"):
+                found.add(obj)
+    return found
+
+
+def _qualified(cls):
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def checkpoint_classes():
+    """{qualified name: class} of what a checkpoint may hold besides torch's safe types: every torch and Dassl
+    optimizer and LR scheduler, and the defaultdict of an optimizer's state. A Dassl class is Dassl's own where
+    Dassl is imported (the engine imports it), else torch's base Optimizer / LRScheduler holding its state."""
     import collections
 
     import torch
 
-    return [torch.optim.lr_scheduler.CosineAnnealingLR, torch.optim.SGD, collections.defaultdict, dict]
+    classes = {_qualified(c): c for c in _torch_optim_classes()}
+    classes.update({_qualified(c): c for c in (collections.defaultdict, dict)})
+    schedulers = torch.optim.lr_scheduler
+    for names, stand_in in ((DASSL_OPTIMIZERS, torch.optim.Optimizer),
+                            (DASSL_SCHEDULERS, getattr(schedulers, "LRScheduler", schedulers._LRScheduler))):
+        for name in names:
+            module, _, attr = name.rpartition(".")
+            classes[name] = getattr(sys.modules.get(module), attr, None) or stand_in
+    return classes
+
+
+def _allowed_checkpoint_globals():
+    """The classes for torch's safe mode: those loaded under their own name (not the stand-ins)."""
+    return [c for name, c in checkpoint_classes().items() if _qualified(c) == name]
 
 
 def _allowed_global_names():
-    """Qualified names a checkpoint may refer to: what torch's safe mode allows, plus
-    _allowed_checkpoint_globals and torch's storage classes."""
+    """Qualified names a checkpoint may refer to: what torch's safe mode allows, plus checkpoint_classes and
+    torch's storage classes."""
     import torch
 
-    names = {f"{c.__module__}.{c.__qualname__}" for c in _allowed_checkpoint_globals()}
+    names = set(checkpoint_classes())
     try:
         from torch._weights_only_unpickler import _get_allowed_globals
 
         names.update(_get_allowed_globals())
     except (ImportError, AttributeError):  # another torch: the names a Dassl checkpoint needs
-        names.update({"collections.OrderedDict", "torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_parameter",
-                      "torch.Size", "torch.device"})
+        names.update({"collections.OrderedDict", "collections.Counter", "torch._utils._rebuild_tensor_v2",
+                      "torch._utils._rebuild_parameter", "torch.Size", "torch.device"})
     names.update(f"torch.{name}" for name in dir(torch) if name.endswith("Storage"))
     return names
 
 
 def _restricted_pickle_module():
     """A pickle module whose Unpickler resolves only _allowed_global_names (Python's documented
-    "restricting globals" pattern). torch's safe mode refuses one thing real Dassl checkpoints hold: the
-    scheduler's pickled successor refers to the SGD optimizer, whose state is a `defaultdict` with items
-    (the momentum buffers), and torch's safe unpickler fills no defaultdict. Loading through this
-    module builds that defaultdict and still runs nothing but the allowed classes."""
+    "restricting globals" pattern). torch's safe mode refuses what real Dassl checkpoints hold once trained:
+    the scheduler's pickled successor refers to the optimizer, whose state is a `defaultdict` with items (the
+    momentum or Adam buffers), and torch's safe unpickler fills no defaultdict; nor does it know a Dassl class
+    where Dassl is not imported. Loading through this module builds them and still runs nothing but the
+    allowed classes."""
     import types
 
     allowed = _allowed_global_names()
+    classes = checkpoint_classes()
 
     class RestrictedUnpickler(pickle.Unpickler):
         def find_class(self, module, name):
@@ -199,8 +247,11 @@ def _restricted_pickle_module():
                 module, name = _compat_pickle.NAME_MAPPING[(module, name)]
             elif module in _compat_pickle.IMPORT_MAPPING:
                 module = _compat_pickle.IMPORT_MAPPING[module]
-            if f"{module}.{name}" not in allowed:
-                raise pickle.UnpicklingError(f"global '{module}.{name}' is not allowed")
+            qualified = f"{module}.{name}"
+            if qualified not in allowed:
+                raise pickle.UnpicklingError(f"global '{qualified}' is not allowed")
+            if qualified in classes:
+                return classes[qualified]
             return super().find_class(module, name)
 
     module = types.ModuleType("vlprompt_restricted_pickle")
@@ -230,8 +281,8 @@ def _unsafe_globals(path):
 def load_torch_file(path, map_location="cpu", what="checkpoint"):
     """torch.load that never runs code from the file unless the user trusts it.
 
-    Tensors and plain containers load in torch's safe mode; so do the few optimizer/scheduler classes
-    that Dassl-era checkpoints (the released CoOp/MaPLe weights) pickle. A file that needs anything else
+    Tensors and plain containers load in torch's safe mode; so do the optimizer and LR-scheduler objects that
+    Dassl checkpoints pickle (checkpoint_classes: every one torch and Dassl ship). A file that needs anything else
     is refused with the class named, unless its path is listed in VLPROMPT_TRUST_CHECKPOINTS. Empty,
     truncated or corrupt files are refused with the path and what the file should be.
     """
@@ -252,7 +303,7 @@ def load_torch_file(path, map_location="cpu", what="checkpoint"):
             except UnicodeDecodeError:  # pickled by Python 2-era code
                 return torch.load(path, map_location=map_location, weights_only=True, encoding="latin1")
     except pickle.UnpicklingError as e:
-        allowed = {f"{c.__module__}.{c.__qualname__}" for c in _allowed_checkpoint_globals()}
+        allowed = set(checkpoint_classes())
         unsafe = [name for name in (_unsafe_globals(path) or []) if name not in allowed]
         if unsafe:
             raise _executes_code(what, path, ", ".join(unsafe)) from None
@@ -275,7 +326,7 @@ def load_torch_file(path, map_location="cpu", what="checkpoint"):
 def _executes_code(what, path, objects):
     return CheckpointError(
         f"{_upper_first(what)} file {path} contains Python objects that loading would have to execute ({objects}); "
-        f"vlprompt loads only tensors and the optimizer/scheduler classes of Dassl checkpoints. If you trust this "
+        f"vlprompt loads only tensors and the optimizer and LR-scheduler classes of torch and Dassl. If you trust this "
         f"file, add its path to {TRUST_ENV}.")
 
 

@@ -8,7 +8,12 @@ from, or the copy of train.py, configs/, trainers/ and datasets/ a wheel install
 `datasets/` package is imported from its files under a private package name
 (`_vlprompt_codebase_<hash>.datasets`), so that its relative imports work and it never shadows an installed
 package; `sys.path` is left as it was.
+
+A Dassl codebase takes vlprompt's trainers without copying their files with `use_trainers`: all, some, or
+some under other names, so that the codebase keeps its own trainers of the same names (a fork's modified
+`MaPLe`, say) next to vlprompt's.
 """
+import contextlib
 import glob
 import hashlib
 import importlib
@@ -79,10 +84,11 @@ def _package(name, path):
     return module
 
 
-def import_package_modules(folder, package):
+def import_package_modules(folder, package, root=None):
     """Import every `<folder>/<package>/*.py` (not starting with "_") from its file, as a module of the
-    codebase's private package (codebase_package); its relative imports work. Returns the module names."""
-    root = codebase_package(folder)
+    codebase's private package (codebase_package, or `root`); its relative imports work. Returns the module
+    names."""
+    root = root or codebase_package(folder)
     _package(root, os.path.abspath(folder))
     _package(f"{root}.{package}", os.path.join(os.path.abspath(folder), package))
     names = []
@@ -107,4 +113,110 @@ def is_codebase_module(module_name, folder=None, package=None):
     parts = module_name.split(".")
     if len(parts) < 3 or not parts[0].startswith("_vlprompt_codebase_"):
         return False
-    return (folder is None or parts[0] == codebase_package(folder)) and (package is None or parts[1] == package)
+    # use_trainers imports vlprompt's trainers under codebase_package(folder) + "_offered"
+    return (folder is None or parts[0].startswith(codebase_package(folder))) and \
+        (package is None or parts[1] == package)
+
+
+# ------------------------------------------------------------------------------ vlprompt's trainers
+class TrainerNameError(UserError, KeyError):
+    def __str__(self):
+        return str(self.args[0]) if self.args else ""
+
+
+_OFFERED = {}  # vlprompt's codebase folder -> {vlprompt's registered name: class}, imported once
+
+
+def use_trainers(names=None, rename=None, prefix=""):
+    """Register vlprompt's trainers into the engine's TRAINER_REGISTRY (Dassl's own where Dassl is used), taken
+    from vlprompt's codebase (its checkout, or the copy a wheel installs): no file is copied into the codebase.
+
+        use_trainers()                                   # every one, under its own name
+        use_trainers(["CoCoOp", "IVLP"])                 # only these
+        use_trainers(rename={"MaPLe": "VLPMaPLe"})       # every one; MaPLe as VLPMaPLe (the codebase keeps its own)
+        use_trainers(prefix="VLP")                       # every one as VLP<name>: VLPCoOp, VLPMaPLe, ...
+
+    names: vlprompt's registered names to take (None: all); rename: {vlprompt's name: the name to register it
+    under}; prefix: put before the names that `rename` does not give. A renamed trainer reads the same config
+    keys (cfg.TRAINER.<its node>, e.g. TRAINER.MAPLE) and writes the same checkpoints as under its own name;
+    TRAINER.NAME (--trainer) is the new name. Returns {registered name: class}. A name the codebase has
+    registered already (its own trainer) is refused with the ways out, before anything is registered; asking
+    again for what is registered already changes nothing."""
+    from .engine import TRAINER_REGISTRY
+
+    offered = _offered_trainers()
+    rename = dict(rename or {})
+    unknown = sorted((set(names or ()) | set(rename)) - set(offered))
+    if unknown:
+        raise TrainerNameError(f"vlprompt has no trainer named {', '.join(map(repr, unknown))}; its trainers are "
+                               f"{', '.join(sorted(offered))}")
+    chosen = {rename.get(name, prefix + name): cls for name, cls in offered.items() if names is None or name in names}
+    registered = set(TRAINER_REGISTRY.registered_names())
+    taken = sorted(n for n, cls in chosen.items()
+                   if n in registered and not _same_trainer(TRAINER_REGISTRY.get(n), cls))
+    if taken:
+        example = taken[0]
+        raise TrainerNameError(
+            f"Trainer name(s) {', '.join(map(repr, taken))} are registered already (the codebase's own): take "
+            f"vlprompt's under another name, e.g. use_trainers(rename={{{example!r}: 'VLP{example}'}}) or "
+            "use_trainers(prefix='VLP'), or leave them out: use_trainers([the names wanted])")
+    for name, cls in chosen.items():
+        if name not in registered:
+            TRAINER_REGISTRY._do_register(name, cls)
+    return chosen
+
+
+def _same_trainer(registered, offered):
+    """The class registered under a name is the one offered, or the same class of vlprompt's codebase imported
+    by load_codebase (vlprompt's own train.py)."""
+    if registered is offered:
+        return True
+    tail = lambda cls: (cls.__module__.split(".")[1:], cls.__qualname__)  # noqa: E731
+    folder = _own_codebase_with("trainers")
+    return is_codebase_module(registered.__module__, folder, "trainers") and tail(registered) == tail(offered)
+
+
+def _offered_trainers():
+    """{registered name: class} of vlprompt's trainers/, imported (once) under a private package of their own
+    with their registrations collected instead of made, so that use_trainers registers them under the names
+    asked for."""
+    from .engine import TRAINER_REGISTRY
+
+    folder = _own_codebase_with("trainers")
+    if folder not in _OFFERED:
+        found, root = {}, f"{codebase_package(folder)}_offered"
+        try:
+            with _collecting_registrations(TRAINER_REGISTRY, found):
+                import_package_modules(folder, "trainers", root=root)
+        except BaseException:  # a module failed: import them afresh next time
+            for name in [n for n in sys.modules if n == root or n.startswith(root + ".")]:
+                del sys.modules[name]
+            raise
+        _OFFERED[folder] = found
+    return _OFFERED[folder]
+
+
+def _own_codebase_with(package):
+    for _, folder in own_codebases():
+        if os.path.isdir(os.path.join(folder, package)):
+            return folder
+    raise CodebaseNotFound(f"vlprompt's own {package}/ is not found (looked in "
+                           f"{', '.join(folder for _, folder in own_codebases())}): reinstall vlprompt")
+
+
+@contextlib.contextmanager
+def _collecting_registrations(registry, found):
+    """While importing: what registers into `registry` lands in `found` ({name: object}) instead (Dassl's
+    Registry and the built-in one both register through `_do_register(name, obj, force)`)."""
+    if not hasattr(type(registry), "_do_register"):
+        raise TypeError(f"{type(registry).__module__}.{type(registry).__name__} has no _do_register: this Dassl "
+                        "version's registry is not supported by use_trainers")
+
+    def collect(name, obj, force=False):
+        found[name] = obj
+
+    registry._do_register = collect  # the instance attribute shadows the method for the import only
+    try:
+        yield
+    finally:
+        del registry._do_register

@@ -11,7 +11,9 @@ not by its folder, so the released-weight tree (OUTPUT/released) and your own ru
 never averaged together. Results are grouped by what they measure: method, config, the shots the model was
 trained with, the variant fingerprint (for an evaluation, that of the model it loads: an evaluation carries
 its training identity) and the model's origin (trained here, released weights). A group is one table; a
-cell is the mean over seeds; a seed with disagreeing duplicates is left out and named.
+cell is the mean over seeds; a seed with disagreeing duplicates is left out and named. Results written
+without an identity (vlprompt's trainers run by a codebase's own train.py) are tabulated on their own,
+marked "[no run identity]": grouped by the settings their result.json records, never with identified runs.
 
 Base-to-new: per dataset the mean over seeds of the base accuracy (the final test of the training run on
 the base classes, or a released model's test_base) and of the new accuracy (test_new), over the seeds that
@@ -34,8 +36,8 @@ from statistics import mean, pstdev
 from .fileio import atomic_write, remove_stale_temp_files
 from .paper_numbers import (BASE2NEW, BASE2NEW_DATASETS, DG, DG_TARGETS, XD_TARGETS, default_paper_entry,
                             harmonic_mean)
-from .run_identity import (DATA_KEYS, IDENTITY_FORMAT, _digest, _matches, differences, is_bookkeeping,
-                           overrides_as_pairs, trained_model, upgrade, variant_fingerprint)
+from .run_identity import (DATA_KEYS, IDENTITY_FORMAT, _digest, _matches, config_name, differences, fingerprint,
+                           is_bookkeeping, overrides_as_pairs, settings_of, trained_model, upgrade, variant_fingerprint)
 
 ZERO_SHOT_TRAINERS = ("ZeroshotCLIP", "ZeroshotCLIP2")
 KINDS = ("base2new", "xd", "dg", "fewshot", "zeroshot")
@@ -56,9 +58,11 @@ def _upgrade_scope():
 
 
 def load_results(root, out=print):
-    """Every result.json under root that records its run identity (format 1 upgraded), with its path.
-    Files without an identity (written by a codebase's own train.py) are named and left out."""
-    found, unidentified, old = [], [], []
+    """Every result.json under root, with its path: those that record their run identity (format 1 upgraded),
+    and those that vlprompt's trainers wrote without one (run by a codebase's own train.py), given a stand-in
+    identity marked `unidentified` (unidentified_identity). Files that are no such result are named and left
+    out."""
+    found, unidentified, foreign, old = [], [], [], []
     for path in sorted(glob.glob(os.path.join(glob.escape(root), "**", "result.json"), recursive=True)):
         try:
             with open(path) as f:
@@ -66,27 +70,76 @@ def load_results(root, out=print):
         except (OSError, json.JSONDecodeError) as e:
             out(f"WARNING: cannot read {path} ({e}); skipped")
             continue
-        if not isinstance(result, dict) or not isinstance(result.get("identity"), dict) \
-                or "fingerprint" not in result["identity"] or not isinstance(result.get("metrics"), dict):
-            unidentified.append(path)
+        if not isinstance(result, dict) or not isinstance(result.get("metrics"), dict):
+            foreign.append(path)
+            continue
+        if not isinstance(result.get("identity"), dict) or "fingerprint" not in result["identity"]:
+            if result.get("identity") is None and all(isinstance(result.get(k), str)
+                                                      for k in ("method", "dataset", "mode")):
+                result["_path"] = path
+                unidentified.append(result)
+            else:
+                foreign.append(path)
             continue
         if result["identity"].get("format", 1) < IDENTITY_FORMAT:
             old.append(result)
         result["_path"] = path
         found.append(result)
-    if old:
-        scope = _upgrade_scope()
-        for result in old:
-            result["identity"] = upgrade(result["identity"], scope, result)
+    scope = _upgrade_scope() if old or unidentified else None
+    for result in old:
+        result["identity"] = upgrade(result["identity"], scope, result)
+    for result in unidentified:
+        result["identity"] = unidentified_identity(result, scope)
     if unidentified:
-        out(f"WARNING: {len(unidentified)} result.json without a run identity (written by a codebase's own train.py, "
-            "not vlprompt's) left out: " + ", ".join(unidentified[:3]) + (" ..." if len(unidentified) > 3 else ""))
-    return found
+        paths = [r["_path"] for r in unidentified]
+        out(f"Note: {len(unidentified)} result.json without a run identity (written by a codebase's own train.py) are "
+            "tabulated on their own, marked [no run identity]: " + ", ".join(paths[:3])
+            + (" ..." if len(paths) > 3 else ""))
+    if foreign:
+        out(f"WARNING: {len(foreign)} result.json that vlprompt did not write (no metrics, method, dataset or mode) "
+            "left out: " + ", ".join(foreign[:3]) + (" ..." if len(foreign) > 3 else ""))
+    return found + unidentified
+
+
+# What an evaluation may set differently from the training run of its model (run_identity.EVALUATION_KEYS)
+# besides the data and TEST.* (kept: they are rows, seeds and how it is evaluated): left out of an unidentified
+# run's stand-in settings, so that a model's training run and its evaluations (base and new) group together.
+_EVALUATION_ONLY = ("DATALOADER.TEST.*", "DATALOADER.NUM_WORKERS", "TRAINER.*.PREC")
+
+
+def unidentified_identity(result, scope=None):
+    """A stand-in identity for a result written without one (vlprompt's trainer run by a codebase's own
+    train.py), built from what its result.json records: the run's resolved config (`config_values`; results
+    written before vlprompt recorded it have only the backbone to tell runs apart, and their tables say so),
+    the data, seed, precision and device. `unidentified` marks it: its own groups, never averaged with
+    identified runs."""
+    values = result.get("config_values")
+    kind = "eval" if result.get("mode") == "eval-only" else "train"
+    if isinstance(values, dict):
+        settings = {k: v for k, v in settings_of(values, "eval", scope).items() if not _matches(k, _EVALUATION_ONLY)}
+    else:
+        values, settings = {}, {"MODEL.BACKBONE.NAME": result.get("backbone")}
+    device = result.get("device")
+    identity = {
+        "format": IDENTITY_FORMAT, "kind": kind, "trainer": result["method"], "dataset": result["dataset"],
+        "dataset_config": config_name(result.get("dataset_config_file")) or result["dataset"],
+        "config": result.get("config"), "seed": result.get("seed"), "shots": result.get("shots"),
+        "subsample": result.get("subsample", "all"), "clip_sha256": None,
+        "precision": (result.get("precision") or {}).get("used"),
+        "device": None if device is None else ("cpu" if device == "cpu" else "cuda"),
+        "revision": 0, "model": None, "overrides": [], "settings": settings, "config_values": values,
+        "unidentified": "settings" if result.get("config_values") else "backbone only",
+    }
+    identity["fingerprint"] = fingerprint(identity)
+    return identity
 
 
 def _origin(identity):
     """Whose model a result measures: trained here ("trained"), or loaded from a folder without an identity
-    (released weights, another codebase's run: "released"). Never averaged together."""
+    (released weights, another codebase's run: "released"), or unknown: a result without an identity
+    ("unidentified"). Never averaged together."""
+    if identity.get("unidentified"):
+        return "unidentified"
     if identity.get("kind") == "eval" and identity.get("model") and not trained_model(identity):
         return "released"
     return "trained"
@@ -121,6 +174,9 @@ def _variant_label(identity):
     return " ".join(f"{k}={v}" for k, v in pairs if not k.startswith("DATASET.") and not is_bookkeeping(k))
 
 
+UNIDENTIFIED_LABEL = "[no run identity: a codebase's own train.py]"
+
+
 def _group(results, key_of=None):
     """Results that may be averaged together: same trainer, config, shots, variant fingerprint and model
     origin (key_of overrides the key). Returns {key: [results]} and, per key, a label that tells groups of
@@ -136,6 +192,10 @@ def _group(results, key_of=None):
         label = _variant_label(runs[0]["identity"])
         if key[4] == "released":
             label = (label + " " if label else "") + "[released weights]"
+        elif key[4] == "unidentified":
+            label = (label + " " if label else "") + UNIDENTIFIED_LABEL
+            if runs[0]["identity"]["unidentified"] == "backbone only":
+                label += " [settings not recorded: runs that differ in anything but the backbone are averaged]"
         labels[key] = label
         by_name[(key[0], key[1], key[2], label)].append(key)
     for same_name in by_name.values():  # same options, different results-relevant settings: say which
@@ -503,7 +563,7 @@ def zeroshot_tables(root, trainer=None, config=None, shots=None, out=print, resu
                and (trainer is None or r["identity"]["trainer"] == trainer)
                and (config is None or r["identity"].get("config") == config)]
     groups, labels = _group(results, key_of=lambda r: (r["identity"]["trainer"], r["identity"].get("config"), None,
-                                                       variant_fingerprint(r["identity"]), "trained"))
+                                                       variant_fingerprint(r["identity"]), _origin(r["identity"])))
     tables = []
     for key, runs in _sorted_groups(groups, labels):
         notes, by_dataset = [], defaultdict(list)
@@ -654,14 +714,14 @@ def table_stem(kind, table):
     parts = [kind, table.get("dataset"), table["method"], table["config"]]
     if table.get("shots") not in (None, 16) or kind in ("dg",):
         parts.append(f"{table['shots']}shot")
-    label = (table.get("variant") or "").replace("[released weights]", "")
+    label = (table.get("variant") or "").replace("[released weights]", "").replace(UNIDENTIFIED_LABEL, "")
     options = label.split("[", 1)[0].strip()
     if options:
         parts.append(f"variant-{_slug(options)}")
     if "[" in label:  # same options, different settings (e.g. CLIP weights): the fingerprint tells them apart
         parts.append(table["fingerprint"][:8])
-    if table.get("origin") == "released":
-        parts.append("released")
+    if table.get("origin") in ("released", "unidentified"):
+        parts.append(table["origin"])
     return "_".join(_slug(p) for p in parts if p not in (None, ""))
 
 

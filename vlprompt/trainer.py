@@ -36,6 +36,7 @@ from .errors import ConfigValueError, MissingFileError, NonFiniteError, UserErro
 from .fileio import atomic_write, load_torch_file, torch_save_atomic, write_json_atomic
 from .precision import PRECISIONS, apply_to_clip, resolve_precision
 from .resume import capture_rng_state, checkpoint_epochs, kill_point, restore_rng_state
+from .run_identity import flatten
 from .validation import RUN_WARNINGS, check_choice
 
 CHECKPOINT_EXTRA_KEYS = ("token_prefix", "token_suffix")
@@ -77,12 +78,14 @@ def load_scheduler_state(sched, state):
     """sched.load_state_dict(state), with the scheduler still driving the live optimizer. Dassl's warmup
     schedulers pickle their successor (the cosine schedule), which refers to a pickled copy of the
     optimizer; loaded as it is (what Dassl's own resume does), the successor steps that copy and the
-    resumed epochs keep the learning rate of the checkpoint's epoch instead of following the schedule."""
+    resumed epochs keep the learning rate of the checkpoint's epoch instead of following the schedule.
+    The built-in engine's warmup state holds the successor's state dict instead, which Dassl's scheduler
+    would take for the successor itself."""
     live = getattr(sched, "successor", None)
     sched.load_state_dict(state)
     loaded = getattr(sched, "successor", None)
     if live is not None and loaded is not None and loaded is not live:
-        live.load_state_dict(loaded.state_dict())
+        live.load_state_dict(loaded if isinstance(loaded, dict) else loaded.state_dict())
         sched.successor = live
 
 
@@ -169,7 +172,15 @@ class PromptTrainer(TrainerX):
     def build_data_loader(self):
         super().build_data_loader()
         fit_evaluation_workers(self)
-        image_cache.attach(self)  # evaluation reads preprocessed test images (vlprompt/data/image_cache)
+        image_cache.environment_switch()  # a bad VLPROMPT_IMAGE_CACHE is refused before any work
+
+    def attach_image_cache(self):
+        """Evaluation reads preprocessed test images (vlprompt/data/image_cache), decided at the first evaluation:
+        by then vlprompt's entry point has given the trainer its run_info, which a codebase's own train.py does
+        not, and there the cache stays off unless asked for."""
+        if not getattr(self, "_image_cache_attached", False):
+            self._image_cache_attached = True
+            image_cache.attach(self, through_vlprompt=bool(self.run_info))
 
     @classmethod
     def run_precision(cls, cfg, device, verbose=True):
@@ -371,6 +382,7 @@ class PromptTrainer(TrainerX):
         return self.model(input)
 
     def test(self, split=None):
+        self.attach_image_cache()
         cache = getattr(self.model, "cached_static_inputs", None)
         with self.precision.autocast(), (cache() if cache is not None else contextlib.nullcontext()):
             result = super().test(split)
@@ -473,6 +485,8 @@ class PromptTrainer(TrainerX):
             "warnings": list(RUN_WARNINGS),
             "identity": info.get("identity"),
         }
+        if result["identity"] is None:  # a codebase's own train.py: what the tables can group it by (vlprompt.results)
+            result["config_values"] = flatten(cfg)
         path = osp.join(cfg.OUTPUT_DIR, "result.json")
         write_json_atomic(result, path)
         print(f"Result written to {path}: {json.dumps(result['metrics'])}")

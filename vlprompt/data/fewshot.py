@@ -13,6 +13,7 @@ hand, otherwise it is rebuilt:
   fails when the data root moved (absolute paths) or the split or class names changed.
 Writes are atomic, so concurrent runs building the same cache leave one valid file.
 """
+import contextlib
 import hashlib
 import io
 import os
@@ -172,12 +173,16 @@ def fewshot_subsets(dataset, num_shots, seed, cache_dir, train, val=None, cache_
 
     cached = load_cache_if_valid(path, dataset_dir, keys, sources, fingerprint, shots, num_shots, seed)
     if cached is not None:
-        print(f"Loading preprocessed few-shot data from {path}")
+        print(f"Loading preprocessed few-shot data from {path}")  # the originals' line
         # Draw the picks all the same, so that Python's `random` continues as after a fresh selection: code
         # that draws from it later (MetaPrompt's class split) trains the same model with or without a cache.
-        sample(train, num_shots)
-        if val is not None:
-            sample(val, min(num_shots, 4))
+        # Silently: the draw's own "Creating a K-shot dataset" would read as a cache miss.
+        with contextlib.redirect_stdout(io.StringIO()):
+            sample(train, num_shots)
+            if val is not None:
+                sample(val, min(num_shots, 4))
+        sizes = f"{len(cached[0])} train" + ("" if val is None else f", {len(cached[1])} val")
+        print(f"Loaded a {num_shots}-shot dataset from the cache ({sizes} images)")
         return (cached[0], None) if val is None else (cached[0], cached[1])
 
     train = sample(train, num_shots)

@@ -16,6 +16,7 @@ result parsers never read; ours keeps the latest run in `log.txt` and renames th
 import importlib
 import importlib.util
 import os
+import sys
 
 _REQUESTED = os.environ.get("VLPROMPT_ENGINE", "auto").strip().lower() or "auto"
 if _REQUESTED not in ("auto", "builtin", "dassl"):
@@ -27,6 +28,27 @@ def _dassl_available():
     in the current directory, which Python would import as an empty namespace package) is not Dassl."""
     spec = importlib.util.find_spec("dassl")
     return spec is not None and spec.origin not in (None, "namespace")
+
+
+def _import_dassl():
+    """Import Dassl (all of its datasets: fails if a requirement is missing) without what its `wilds` import
+    does to the process: wilds sets OUTDATED_IGNORE=1 in os.environ and asks PyPI, in a thread, for a newer
+    version of itself through the `outdated` package (which asks for its own too when imported). For this
+    import only, `outdated` cannot be imported (wilds and ogb then skip the check: they import it under
+    try/except ImportError), and OUTDATED_IGNORE is left as it was."""
+    saved = os.environ.get("OUTDATED_IGNORE")
+    block = "outdated" not in sys.modules
+    if block:
+        sys.modules["outdated"] = None  # the documented way to make an import fail
+    try:
+        import dassl.data.datasets  # noqa: F401
+    finally:
+        if block and "outdated" in sys.modules and sys.modules["outdated"] is None:
+            del sys.modules["outdated"]
+        if saved is None:
+            os.environ.pop("OUTDATED_IGNORE", None)
+        else:
+            os.environ["OUTDATED_IGNORE"] = saved
 
 
 # vlprompt's own, whatever the engine (see the module docstring); imported on first use (they need torch).
@@ -50,10 +72,8 @@ else:
             "VLPROMPT_ENGINE=dassl but the `dassl` package is not installed. Install Dassl from its repository "
             "(git clone https://github.com/KaiyangZhou/Dassl.pytorch && cd Dassl.pytorch && "
             "pip install -r requirements.txt && pip install -e .), or unset VLPROMPT_ENGINE to use the built-in engine.")
-    # Dassl imports `wilds`, whose `outdated` dependency asks PyPI for a newer version at import time.
-    os.environ.setdefault("OUTDATED_IGNORE", "1")
     try:
-        import dassl.data.datasets  # noqa: F401  (imports all of Dassl's datasets: fails if a requirement is missing)
+        _import_dassl()
     except ImportError as e:
         raise ImportError(
             f"Dassl is installed but cannot be imported ({e}). Install its requirements "

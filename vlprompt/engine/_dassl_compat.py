@@ -4,10 +4,12 @@
    torch removed that argument ("LRScheduler.__init__() takes from 2 to 3 positional arguments but 4
    were given"), so no CoOp/MaPLe config (they all warm up) could start training.
 2. torch>=2.6 loads with weights_only=True by default; Dassl's checkpoints pickle a CosineAnnealingLR
-   object, so resume, --eval-only and released weights failed with an UnpicklingError.
-Both are patched in place; nothing else in Dassl is changed.
+   object, so resume, --eval-only and released weights failed with an UnpicklingError. Dassl's
+   load_checkpoint runs vlprompt's safe loader instead (vlprompt.fileio.load_torch_file).
+Both are patched in place, in the class and the function themselves, so the fixes hold whatever imported
+them and when: a codebase's trainer imported before vlprompt (`from dassl.utils import load_checkpoint`
+binds the function under its own name) runs the fixed loader too. Nothing else in Dassl is changed.
 """
-import importlib
 import inspect
 
 from vlprompt.fileio import load_torch_file
@@ -46,13 +48,26 @@ def _load_checkpoint(fpath):
     return load_torch_file(fpath, map_location=None if torch.cuda.is_available() else "cpu")
 
 
+def _calls_vlprompts_loader(fpath):
+    # The body Dassl's load_checkpoint gets; it runs among dassl.utils.torchtools' globals, where
+    # _patch_load_checkpoint puts the name.
+    return _vlprompt_load_checkpoint(fpath)  # noqa: F821
+
+
 def _patch_load_checkpoint():
-    # Every module that binds the name at import time gets the fixed function (imported first, so
-    # that a later `from dassl.utils import load_checkpoint` sees the fix too).
-    for name in ("dassl.utils.torchtools", "dassl.utils", "dassl.engine.trainer"):
-        module = importlib.import_module(name)
-        if hasattr(module, "load_checkpoint"):
-            module.load_checkpoint = _load_checkpoint
+    # Rebinding dassl.utils.load_checkpoint would miss every module that imported the function before
+    # vlprompt did: the function object itself gets the fixed body, so every name bound to it runs it.
+    from dassl.utils import torchtools
+
+    function = torchtools.load_checkpoint
+    if getattr(function, "_vlprompt_patched", False):
+        return
+    params = list(inspect.signature(function).parameters)
+    if params != ["fpath"]:
+        raise TypeError(f"dassl.utils.load_checkpoint takes {params}, not (fpath)")
+    torchtools._vlprompt_load_checkpoint = _load_checkpoint
+    function.__code__ = _calls_vlprompts_loader.__code__
+    function._vlprompt_patched = True
 
 
 def apply():

@@ -22,15 +22,18 @@ build at a time per cache directory (an flock, released when a process dies), an
 what a killed build left behind.
 
 Where: TEST.IMAGE_CACHE_DIR, else $VLPROMPT_CACHE/test_images, else ~/.cache/vlprompt/test_images.
-Off: TEST.IMAGE_CACHE False. Disk: N x 3 x 224 x 224 bytes (ImageNet's 50,000 val images: 7.5 GB).
+Off: TEST.IMAGE_CACHE False or VLPROMPT_IMAGE_CACHE=0; off unless VLPROMPT_IMAGE_CACHE=1 in a run that
+another codebase's train.py builds (loader.wanted).
+Disk: N x 3 x 224 x 224 bytes (ImageNet's 50,000 val images: 7.5 GB).
 TEST.IMAGE_CACHE_DECODER torchvision (opt-in) builds with torchvision.io decoding and tensor resizing
 (on the GPU when evaluating on one): faster on a GPU, not bit-identical to PIL, so a separate cache.
 """
 from . import build, files, loader
 from .build import pil_rows, prepare_cache, torchvision_rows, unsupported_reason
 from .files import DECODERS, FORMAT_VERSION, HEADER_BYTES, SUFFIX, ImageCache, cache_key, open_valid
-from .loader import CachedEvalLoader, attach, cache_dir, slot_name
+from .loader import CACHE_ENV, CachedEvalLoader, attach, cache_dir, environment_switch, slot_name, wanted
 
-__all__ = ["attach", "cache_dir", "slot_name", "prepare_cache", "CachedEvalLoader", "ImageCache", "DECODERS",
+__all__ = ["attach", "wanted", "environment_switch", "CACHE_ENV",
+           "cache_dir", "slot_name", "prepare_cache", "CachedEvalLoader", "ImageCache", "DECODERS",
            "FORMAT_VERSION", "HEADER_BYTES", "SUFFIX", "cache_key", "open_valid", "pil_rows", "torchvision_rows",
            "unsupported_reason", "build", "files", "loader"]

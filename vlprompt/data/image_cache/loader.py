@@ -1,5 +1,12 @@
 """The trainer's side of the test-image cache: `attach` puts a CachedEvalLoader in place of the evaluation
-loaders, which reads the cache (vlprompt.data.image_cache.build opens or builds it on the first iteration)."""
+loaders, which reads the cache (vlprompt.data.image_cache.build opens or builds it on the first iteration).
+
+Whether it is used (`wanted`): a run made through vlprompt's entry point (its train.py, the scripts,
+`vlprompt run`, vlprompt.train/evaluate) uses it unless TEST.IMAGE_CACHE is False. A run that another
+codebase's own train.py builds (a Dassl codebase that took vlprompt's trainers) does not, unless the
+environment says VLPROMPT_IMAGE_CACHE=1 (no config key needed: such a codebase may not have vlprompt's
+keys); VLPROMPT_IMAGE_CACHE=0 turns it off everywhere. The cache can take ~20 GB for the eleven datasets.
+"""
 import hashlib
 import json
 import os
@@ -9,17 +16,42 @@ import re
 import torch
 from torch.utils.data import DataLoader
 
+from ...errors import ConfigValueError
 from ...resume import capture_rng_state, restore_rng_state
 from ...validation import check_choice
 from .build import prepare_cache
 from .files import DECODERS
 
+CACHE_ENV = "VLPROMPT_IMAGE_CACHE"
+_SWITCH = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
-def attach(trainer):
-    """Called once the trainer's loaders exist: unless TEST.IMAGE_CACHE is False, make the validation and test
-    loaders read the image cache."""
-    cfg = trainer.cfg
+
+def environment_switch():
+    """VLPROMPT_IMAGE_CACHE as True / False, or None when unset or empty."""
+    value = os.environ.get(CACHE_ENV, "").strip().lower()
+    if not value:
+        return None
+    if value not in _SWITCH:
+        raise ConfigValueError(f"{CACHE_ENV}={os.environ[CACHE_ENV]!r} is not allowed: expected 1 (on) or 0 (off)")
+    return _SWITCH[value]
+
+
+def wanted(cfg, through_vlprompt):
+    """Whether evaluation reads the test-image cache (see the module docstring). through_vlprompt: the run was
+    made by vlprompt's entry point, not by another codebase's train.py."""
     if not cfg.TEST.get("IMAGE_CACHE", True):
+        return False
+    switch = environment_switch()
+    return switch if switch is not None else through_vlprompt
+
+
+def attach(trainer, through_vlprompt=True):
+    """Make the trainer's validation and test loaders read the image cache, where it is `wanted`."""
+    cfg = trainer.cfg
+    if not wanted(cfg, through_vlprompt):
+        if not through_vlprompt and cfg.TEST.get("IMAGE_CACHE", True) and environment_switch() is None:
+            print(f"Note: evaluation reads the image files; {CACHE_ENV}=1 makes it read a cache of the decoded test "
+                  "images (vlprompt's test-image cache) instead")
         return
     decoder = cfg.TEST.get("IMAGE_CACHE_DECODER", "pil")
     check_choice("TEST.IMAGE_CACHE_DECODER", decoder, DECODERS)
