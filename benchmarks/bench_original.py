@@ -75,7 +75,8 @@ def setup_imports(original, dassl):
     for path in filter(None, (dassl, original)):
         sys.path.insert(0, os.path.abspath(path))
     stand_in_missing_modules()
-    import dassl  # noqa: F401  (fails here, clearly, when Dassl is not importable)
+    # The original code runs on its own Dassl (not vlprompt's engine seam): imported by name, here only.
+    importlib.import_module("dassl")  # fails here, clearly, when Dassl is not importable
 
 
 def random_clip_file(folder, architecture):
@@ -94,8 +95,9 @@ def build_trainer(method, original, names, device, prec, weights, res):
     """The original trainer class, built by its own build_model on `names` (no data loading)."""
     import torch
     from clip import clip
-    from dassl.config import get_cfg_default
-    from dassl.engine.trainer import TrainerBase
+
+    get_cfg_default = importlib.import_module("dassl.config").get_cfg_default  # the original's own Dassl
+    TrainerBase = importlib.import_module("dassl.engine.trainer").TrainerBase
 
     train = importlib.import_module("train")  # the checkout's train.py: its extend_cfg adds the trainers' keys
     module_name, class_name, config, node, _ = METHODS[method]
