@@ -12,7 +12,7 @@ features are computed once (PromptedCLIP.static_inputs).
 """
 import torch.nn as nn
 
-from vlprompt.classifier import PromptedCLIP, scaled_cosine_logits
+from vlprompt.classifier import PromptedCLIP
 from vlprompt.engine import TRAINER_REGISTRY
 from vlprompt.prompts import ClassPrompts, learnable_context
 from vlprompt.trainer import PromptTrainer
@@ -50,8 +50,8 @@ class CoOpCLIP(PromptedCLIP):
         """g(t_k) for every class."""
         return self.text_encoder(self.prompt_learner(), self.prompt_learner.eot_indices)
 
-    def logits(self, image, text_features):
-        return scaled_cosine_logits(self.image_encoder(image), text_features, self.logit_scale)
+    def features(self, image, text_features):
+        return self.image_encoder(image), text_features
 
 
 @TRAINER_REGISTRY.register()
