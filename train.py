@@ -114,6 +114,21 @@ def print_args(args, cfg):
     print(cfg)
 
 
+def resolve_load_epoch(model_dir, load_epoch, trainer_cls):
+    """--load-epoch as given, or for a negative one (DePT's runner passes -1) the latest epoch saved in model_dir."""
+    if load_epoch is None or load_epoch >= 0 or not model_dir:
+        return load_epoch
+    from vlprompt.resume import checkpoint_epochs
+
+    name = getattr(trainer_cls, "CHECKPOINT_NAME", None)
+    folders = [os.path.join(model_dir, name)] if name else glob.glob(os.path.join(glob.escape(model_dir), "*"))
+    epochs = set().union(*(checkpoint_epochs(f) for f in folders)) if folders else set()
+    if not epochs:
+        raise MissingFileError(f"--load-epoch {load_epoch} loads the latest checkpoint, but {model_dir} holds no "
+                               f"{name or '<name>'}/model.pth.tar-N")
+    return max(epochs)
+
+
 def model_checkpoints(model_dir, load_epoch, trainer_cls):
     """{relative path: SHA-256} of the checkpoint files an evaluation loads from model_dir."""
     model_file = "model-best.pth.tar" if load_epoch is None else f"model.pth.tar-{load_epoch}"
@@ -165,6 +180,8 @@ def main(argv=None):
         raise ConfigValueError(f"Trainer (--trainer / TRAINER.NAME): {e}") from None
     trainer_cls = TRAINER_REGISTRY.get(cfg.TRAINER.NAME)
     validate_run(cfg, trainer_cls, eval_only=args.eval_only, model_dir=args.model_dir, seed_arg=args.seed)
+    if args.eval_only:
+        args.load_epoch = resolve_load_epoch(args.model_dir, args.load_epoch, trainer_cls)
     identity = run_identity(cfg, args, trainer_cls)
     lock, existing = claim_run_directory(cfg.OUTPUT_DIR, identity)
     try:

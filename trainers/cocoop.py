@@ -15,6 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vlprompt.classifier import PromptedCLIP
+from vlprompt.dept import DecoupledHead
 from vlprompt.engine import TRAINER_REGISTRY
 from vlprompt.prompts import (DEFAULT_PROMPT_BATCH, ClassPrompts, encode_per_image_prompts, learnable_context,
                               meta_net)
@@ -72,3 +73,9 @@ class CoCoOp(PromptTrainer):
     def build_custom_model(self, clip_model, classnames):
         c = self.method_cfg
         return CoCoOpCLIP(clip_model, classnames, c.N_CTX, c.CTX_INIT, self.method_option("PROMPT_BATCH"))
+
+
+@TRAINER_REGISTRY.register()
+class ExtrasLinearProbeCoCoOp(DecoupledHead, CoCoOp):
+    """CoCoOp with DePT's decoupled head (vlprompt.dept), under DePT's official name."""
+    CHECKPOINT_NAME = "PromptLearner"  # DePT's folder (its whole model there, the trainable tensors here)

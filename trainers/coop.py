@@ -13,6 +13,7 @@ features are computed once (PromptedCLIP.static_inputs).
 import torch.nn as nn
 
 from vlprompt.classifier import PromptedCLIP
+from vlprompt.dept import DecoupledHead
 from vlprompt.engine import TRAINER_REGISTRY
 from vlprompt.prompts import ClassPrompts, learnable_context
 from vlprompt.trainer import PromptTrainer
@@ -70,3 +71,9 @@ class CoOp(PromptTrainer):
     def build_custom_model(self, clip_model, classnames):
         c = self.method_cfg
         return CoOpCLIP(clip_model, classnames, c.N_CTX, c.CTX_INIT, c.CSC, c.CLASS_TOKEN_POSITION)
+
+
+@TRAINER_REGISTRY.register()
+class ExtrasLinearProbeCoOp(DecoupledHead, CoOp):
+    """CoOp with DePT's decoupled head (vlprompt.dept), under DePT's official name."""
+    CHECKPOINT_NAME = "PromptLearner"  # DePT's folder (its whole model there, the trainable tensors here)

@@ -204,9 +204,13 @@ class PromptTrainer(TrainerX):
         self.graphed_forward = GraphedForward(self.model, self.precision,
                                               enabled=cfg.TRAIN.get("CUDA_GRAPHS", True))
         if trainable is not None and names:
-            self.optim = build_optimizer(trainable, cfg.OPTIM)
+            self.optim = self.make_optimizer(trainable)
             self.sched = build_lr_scheduler(self.optim, cfg.OPTIM)
             self.register_model(self.CHECKPOINT_NAME, trainable, self.optim, self.sched)
+
+    def make_optimizer(self, trainable):
+        """OPTIM's optimizer over the trainable module (a method may group its parameters, e.g. DePT)."""
+        return build_optimizer(trainable, self.cfg.OPTIM)
 
     # ---------------------------------------------------------------------------------- training
     def train(self):
