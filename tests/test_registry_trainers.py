@@ -61,6 +61,9 @@ SETTINGS = {
     "MetaPrompt": {"config": "MetaPrompt/vit_b16_c2_ep8_batch16_2+2ctx.yaml", "lr": 0.2},
     "Meta_B2N": {"config": "Meta_B2N/vit_b16.yaml", "lr": 0.2},
     "Meta_DG": {"config": "Meta_DG/vit_b16.yaml", "dataset": "pacs", "lr": 0.2, "steps": 15},
+    # The self-regulation pulls towards the random tiny CLIP's zero-shot predictions: Adam moves the prompts further.
+    "PromptSRC": {"optim": "adam", "lr": 0.01},
+    "ExtrasLinearProbeMaPLe": {"lr": 0.05},
     "ZeroshotCLIP": {"config": "CoOp/vit_b16.yaml"},
     "ZeroshotCLIP2": {"config": "CoOp/vit_b16.yaml"},
 }
@@ -345,7 +348,17 @@ def write_dassl_checkpoint(run_dir, folder, state, epoch):
     return epoch
 
 
+def write_successor_original(run_dir, trainer):
+    """PromptSRC / DePT release: the whole CustomCLIP (tests/test_original_parity_promptsrc_dept.py writes it)."""
+    from test_original_parity_promptsrc_dept import write_official_layout
+
+    return write_official_layout(run_dir, trainer)
+
+
 ORIGINAL_LAYOUTS = {"CoOp": write_coop_family_original, "CoCoOp": write_coop_family_original,
+                    "PromptSRC": write_successor_original, "ExtrasLinearProbeCoOp": write_successor_original,
+                    "ExtrasLinearProbeCoCoOp": write_successor_original,
+                    "ExtrasLinearProbeMaPLe": write_successor_original,
                     "MaPLe": write_maple_family_original, "IVLP": write_maple_family_original,
                     "VPT": write_maple_family_original, "MetaPrompt": write_metaprompt_original,
                     "Meta_B2N": write_metaprompt_original, "Meta_DG": write_metaprompt_original}
