@@ -282,7 +282,10 @@ class PromptTrainer(TrainerX):
         resume needs (`resume`: random states, GradScaler, best validation result, the method's own state).
         The file is written atomically before the `checkpoint` pointer, so no kill loses a completed epoch."""
         resume = {"rng": capture_rng_state(), "scaler": self.scaler.state_dict() if self.scaler is not None else None,
-                  "best_result": self.best_result, "method": self.method_resume_state()}
+                  "best_result": self.best_result}
+        method_state = self.method_resume_state()
+        if method_state is not None:
+            resume["method"] = method_state
         for name in self.get_model_names():
             module, optim, sched = self.registered[name]
             state = {"state_dict": module.state_dict(), "epoch": epoch + 1,
