@@ -324,3 +324,39 @@ def test_the_similarity_probe_and_cocoops_per_image_features(tmp_path, caltech_r
         sim = model.prompt_model.logits_from_features(f, g)
         probe = model.prompt_model.logits_from_features(f * 2.0, g + 0.5)
         assert torch.allclose(model(x), 0.3 * sim + 0.7 * probe, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------------------- scripts
+def test_the_scripts_train_test_and_tabulate_promptsrc_and_dept(tmp_path, caltech_root, tiny_clip_path):
+    """scripts/promptsrc and scripts/coop_dept end to end from /: the originals' and DePT's runner trees, the test
+    loading the epoch that was trained, and `vlprompt results base2new` tabulating both next to the papers."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from helpers import read_result, run_script
+    from vlprompt.paper_numbers import default_paper_entry
+    from vlprompt.results import base2new_tables
+
+    out = tmp_path / "output"
+    opts = fast_opts(tiny_clip_path, epochs=1)
+    env = {"OMP_NUM_THREADS": "1", "SHOTS": "2"}
+
+    def job(folder):
+        run_script(f"{folder}/base2new_train.sh", "caltech101", 1, *opts, data=caltech_root, output=out, env=env)
+        run_script(f"{folder}/base2new_test.sh", "caltech101", 1, *opts, data=caltech_root, output=out, env=env)
+
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(job, ["promptsrc", "coop_dept"]))
+    psrc = out / "base2new/{}/caltech101/shots_2/PromptSRC/vit_b16_c2_ep20_batch4_4+4ctx/seed1"
+    dept = out / "base2new/coop_dept/{}/ExtrasLinearProbeCoOp/caltech101/shots2/vit_b16_ep10_bs4_lr35/seed1"
+    for tree, folder in ((psrc, "VLPromptLearner"), (dept, "PromptLearner")):
+        trained, tested = read_result(str(tree).format("train_base")), read_result(str(tree).format("test_new"))
+        assert trained["subsample"] == "base" and tested["subsample"] == "new"
+        assert tested["checkpoint"]["epoch"] == 1 and f"/{folder}/model.pth.tar-1" in tested["checkpoint"]["path"]
+    tables = {t["method"]: t for t in base2new_tables(str(out), out=lambda *a: None)}
+    assert set(tables) == {"PromptSRC", "ExtrasLinearProbeCoOp"}
+    for table in tables.values():  # base from the training run's final test, new from the test run
+        [row] = table["rows"]
+        assert row["dataset"] == "Caltech101" and row["base"] is not None and row["new"] is not None
+    # The tiny-CLIP options make these variants; the official settings are compared with the papers' numbers.
+    assert default_paper_entry("PromptSRC", "x") == "PromptSRC"
+    assert default_paper_entry("ExtrasLinearProbeCoOp", "x") == "CoOp+DePT"
