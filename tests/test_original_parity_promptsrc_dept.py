@@ -281,11 +281,17 @@ def test_same_seed_gives_the_official_model(case, tiny_clip_path, data_root, tmp
             moved, total = moved + int((diff != 0).sum()), total + float(diff.sum())
         assert [moved, total] == [expected["frozen_moved"][0], pytest.approx(expected["frozen_moved"][1], rel=1e-12)]
 
-        # vlprompt's checkpoint holds the prompts only; evaluating it recomputes frozen CLIP's sums: the final test.
+        # vlprompt's checkpoint holds the prompts only; evaluating it recomputes frozen CLIP's sums, and rebuilds the
+        # class prompts' tokens (the official evaluation drops the saved ones): the final test within rounding.
         final, _ = first_test_logits(trainer)
         evaluated = run_train(argv_for(case, tiny_clip_path, data_root, tmp_path / "eval",
                                        flags=("--eval-only", "--model-dir", tmp_path / "run", "--load-epoch", "3")))
-        assert torch.equal(first_test_logits(evaluated)[0], final)
+        trained = trainer.frozen_tensors(class_prompts=False)
+        assert all(torch.equal(v, trained[k]) for k, v in evaluated.frozen_tensors(class_prompts=False).items())
+        rebuilt = evaluated.model.prompt_learner.class_prompts.token_suffix
+        assert torch.equal(rebuilt, evaluated.model.text_encoder.embed_tokens(
+            evaluated.model.prompt_learner.class_prompts.tokenized_prompts[:, :rebuilt.shape[1] + 5])[:, 5:])
+        assert (first_test_logits(evaluated)[0] - final).abs().max().item() < 1e-5
 
 
 def full_model_state(trainer, trained, trained_classes=7):

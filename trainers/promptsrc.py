@@ -226,14 +226,15 @@ class PromptSRC(PromptTrainer):
         return summary
 
     # ---------------------------------------------------------------------------------- GPA's result
-    def frozen_tensors(self):
+    def frozen_tensors(self, class_prompts=True):
         """{name: tensor} of what the original's state dict holds besides the prompts: frozen CLIP's towers (not
         the token embedding, which its model does not keep), logit_scale and the class prompts' fixed tokens."""
         trainable = {id(p) for p in self.trainable_module().parameters()}
         tensors = {n: p for n, p in self.model.named_parameters()
                    if id(p) not in trainable and not n.startswith("text_encoder.token_embedding.")}
-        prompts = self.model.prompt_learner.class_prompts
-        tensors.update(token_prefix=prompts.token_prefix, token_suffix=prompts.token_suffix)
+        if class_prompts:
+            prompts = self.model.prompt_learner.class_prompts
+            tensors.update(token_prefix=prompts.token_prefix, token_suffix=prompts.token_suffix)
         return tensors
 
     @torch.no_grad()
@@ -244,8 +245,8 @@ class PromptSRC(PromptTrainer):
             self.aggregate_frozen()
 
     @torch.no_grad()
-    def aggregate_frozen(self):
-        for tensor in self.frozen_tensors().values():
+    def aggregate_frozen(self, class_prompts=True):
+        for tensor in self.frozen_tensors(class_prompts).values():
             tensor.copy_(weighted_sum(tensor, self.gpa.weights))
 
     def method_resume_state(self):
@@ -271,7 +272,8 @@ class PromptSRC(PromptTrainer):
         self._frozen_loaded = False
         super().load_model(directory, epoch)
         loaded = getattr(self, "loaded_checkpoint", None)
-        # vlprompt's checkpoints hold the prompts only: a model that ended with GPA gets frozen CLIP's sums back.
+        # vlprompt's checkpoints hold the prompts only: a model that ended with GPA gets frozen CLIP's sums back
+        # (the class prompts' tokens are this class set's, as the official evaluation rebuilds them).
         if (loaded and not self._frozen_loaded and loaded.get("epoch") == self.cfg.OPTIM.MAX_EPOCH
                 and self.method_option("GPA_WHOLE_MODEL")):
-            self.aggregate_frozen()
+            self.aggregate_frozen(class_prompts=False)

@@ -125,11 +125,11 @@ class DecoupledHeadCLIP(PromptedCLIP):
         return (1 - self.weight) * similarity + self.weight * probe
 
     def training_logits(self, image, label):
-        """(z_sim [B, K], the probe's logits, their labels) for a training batch."""
+        """(z_sim [B, K], the probe's logits, their labels, (f, g)) for a training batch."""
         image_features, text_features = self.features(image, self.static_inputs())
         similarity = self.prompt_model.logits_from_features(image_features, text_features)
         probe, probe_label = self.probe_logits(image_features, text_features, label)
-        return similarity, probe, probe_label
+        return similarity, probe, probe_label, (image_features, text_features)
 
 
 class HeadParts(nn.Module):
@@ -239,10 +239,15 @@ class DecoupledHead:
         super().train()
 
     def compute_loss(self, image, label):
-        similarity, probe, probe_label = self.model.training_logits(image, label)
+        similarity, probe, probe_label, features = self.model.training_logits(image, label)
         weight = self.model.weight
         loss = (1 - weight) * F.cross_entropy(similarity, label) + weight * F.cross_entropy(probe, probe_label)
-        return loss, similarity
+        extra = self.prompt_method_loss(*features)
+        return (loss if extra is None else loss + extra), similarity
+
+    def prompt_method_loss(self, image_features, text_features):
+        """A prompt method's own term beyond cross-entropy, added to DePT's loss (KgCoOp's W * L_kg), or None."""
+        return None
 
     # ---------------------------------------------------------------------------------------- checkpoints
     def load_model(self, directory, epoch=None):
