@@ -360,3 +360,38 @@ def test_the_scripts_train_test_and_tabulate_promptsrc_and_dept(tmp_path, caltec
     # The tiny-CLIP options make these variants; the official settings are compared with the papers' numbers.
     assert default_paper_entry("PromptSRC", "x") == "PromptSRC"
     assert default_paper_entry("ExtrasLinearProbeCoOp", "x") == "CoOp+DePT"
+
+
+def test_dept_evaluated_on_imagenet_a_keeps_the_probe_rows_of_its_classes(tmp_path, tiny_clip_path):
+    """A probe trained on ImageNet (one row per line of classnames.txt) evaluated on ImageNet-A: the official rule
+    keeps the rows whose class folder ImageNet-A has, in classnames.txt order."""
+    from vlprompt.data.imagenet import read_classnames
+    from vlprompt.testing.fake_data import make_dataset
+
+    root = tmp_path / "data"
+    make_dataset("ImageNetA", str(root))
+    node, config = CONFIGS["ExtrasLinearProbeCoOp"]
+
+    def evaluate(*flags):
+        return run_train(["--root", root, "--seed", 1, "--trainer", "ExtrasLinearProbeCoOp",
+                          "--dataset-config-file", os.path.join(REPO_ROOT, "configs/datasets/imagenet_a.yaml"),
+                          "--config-file", os.path.join(REPO_ROOT, "configs/trainers", f"{config}.yaml"),
+                          "--output-dir", tmp_path / f"out{len(flags)}", *flags, *fast_opts(tiny_clip_path),
+                          f"TRAINER.{node}.PREC", "fp32"])
+
+    template = evaluate("--no-train")
+    assert template.model.head_active and template.num_classes == 4  # "ImageNet" in the name, SUBSAMPLE all
+    wnids = list(read_classnames(str(root / "imagenet-adversarial" / "classnames.txt")))
+    g = torch.Generator().manual_seed(0)
+    state = {k: torch.randn(v.shape, generator=g) for k, v in template.trainable_module().state_dict().items()}
+    state["linear_probe_proj.weight"] = torch.randn(len(wnids), template.model.linear_probe_proj.in_features,
+                                                    generator=g)
+    state["linear_probe_proj.bias"] = torch.randn(len(wnids), generator=g)
+    os.makedirs(tmp_path / "model" / "PromptLearner")
+    torch.save({"state_dict": state, "epoch": 10}, tmp_path / "model" / "PromptLearner" / "model.pth.tar-10")
+    evaluated = evaluate("--eval-only", "--model-dir", tmp_path / "model", "--load-epoch", "10")
+    present = set(os.listdir(root / "imagenet-adversarial" / "imagenet-a"))
+    keep = [i for i, w in enumerate(wnids) if w in present]
+    assert len(keep) == 4 < len(wnids)
+    assert torch.equal(evaluated.model.linear_probe_proj.weight, state["linear_probe_proj.weight"][keep])
+    assert torch.equal(evaluated.model.linear_probe_proj.bias, state["linear_probe_proj.bias"][keep])
