@@ -123,7 +123,8 @@ def self_regulating_loss(logits, label, image_features, text_features, frozen_lo
 # ------------------------------------------------------------------------------ Gaussian prompt aggregation
 def gaussian_epoch_weights(max_epoch, mean, std):
     """w_e = N(e; mean, std) / sum for e = 1..max_epoch, float64, evaluated and summed as the official does."""
-    density = [(1 / (std * np.sqrt(2 * np.pi))) * np.exp(-0.5 * ((e - mean) / std) ** 2) for e in range(1, max_epoch + 1)]
+    density = [(1 / (std * np.sqrt(2 * np.pi))) * np.exp(-0.5 * ((e - mean) / std) ** 2)
+               for e in range(1, max_epoch + 1)]
     weights = np.array(density)
     return weights / sum(weights)
 
