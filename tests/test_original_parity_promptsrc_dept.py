@@ -38,7 +38,6 @@ The tolerances are fp32 rounding: vlprompt's towers compute the same functions i
 """
 import os
 
-import numpy as np
 import pytest
 import torch
 

@@ -37,7 +37,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .classifier import PromptedCLIP, scaled_cosine_logits
+from .classifier import PromptedCLIP
 from .config import ensure_node, set_default
 from .engine import build_optimizer
 from .errors import ConfigValueError
