@@ -245,7 +245,7 @@ def test_dept_fuses_on_the_trained_classes_and_uses_similarity_alone_on_new_ones
         new.train()
 
 
-@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step()` before `optimizer.step()`")
+@pytest.mark.filterwarnings("ignore:Detected call of")
 def test_dept_learns_at_staged_rates_both_warmed_up(tmp_path, caltech_root, tiny_clip_path, capsys):
     trainer = build("ExtrasLinearProbeMaPLe", tmp_path / "run", caltech_root, tiny_clip_path, "OPTIM.MAX_EPOCH", 4)
     groups = trainer.optim.param_groups
