@@ -101,7 +101,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     from vlprompt.data import image_cache
-    from vlprompt.engine.builtin.data_manager import available_cpus
+    from vlprompt.engine.loaders import available_cpus
 
     device = torch.device(args.device)
     precision = quiet(resolve_precision, args.prec or ("fp16" if device.type == "cuda" else "fp32"), device)

@@ -140,6 +140,9 @@ class CustomDataset(BenchmarkDataset):
                                              f"got {','.join(row)!r}", path=path)
                 impath = row[0] if os.path.isabs(row[0]) else os.path.join(self.dataset_dir, row[0])
                 rows.append((impath, row[1], row[2] if len(row) == 3 else None, f"{path}, line {n}"))
+        if not rows:
+            raise DatasetFormatError(f"CustomDataset: {path} is empty: expected rows 'path,label[,classname]' (one "
+                                     "per image, an optional header line)", path=path)
         return rows
 
     def label_rows(self, rows):

@@ -26,9 +26,16 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
-import train as train_module  # noqa: E402  (registers every trainer and dataset)
+from vlprompt.plugins import codebase_package, load_codebase  # noqa: E402
 
-train_module.import_plugins()
+load_codebase(REPO_ROOT)  # registers every trainer and dataset (imported from their files, private names)
+# Tests import the plugin modules by their short names (`from trainers.coop import CoOpCLIP`): alias them to the
+# modules load_codebase imported, so nothing is executed (and registered) twice. Tests only: the library never
+# puts a codebase's packages under these names.
+_PRIVATE = codebase_package(REPO_ROOT) + "."
+for _name, _module in list(sys.modules.items()):
+    if _name.startswith(_PRIVATE):
+        sys.modules.setdefault(_name[len(_PRIVATE):], _module)
 from slurm_cluster import slurm_cluster  # noqa: E402,F401  (a single-node Slurm cluster fixture)
 
 

@@ -21,8 +21,8 @@ def fast_opts(clip_path, epochs=2, **extra):
 
 
 def run_train(argv):
-    """train.py in this process; returns the trainer."""
-    return train_module.main([str(a) for a in argv])
+    """train.py in this process (vlprompt.entry.main); returns the trainer it built (None for a skipped run)."""
+    return train_module.main([str(a) for a in argv]).trainer
 
 
 def run_script(script, *args, data, output, env=None, check=True, timeout=600):

@@ -80,6 +80,19 @@ case("reproduce-no-seed", "maple/reproduce.sh", "dtd", 3, "$WEIGHTS/b2n")
 case("reproduce-no-folder", "maple/reproduce.sh", "dtd", 1, "$WEIGHTS/nowhere")
 case("reproduce-no-checkpoint", "maple/reproduce_xd.sh", "dtd", 1, "$WEIGHTS/xd")
 
+# KgCoOp and ProGrad (added with them; recorded from their first implementation as thin callers)
+for m in ("kgcoop", "prograd"):
+    case(f"{m}-b2n-train", f"{m}/base2new_train.sh", "caltech101", 1, *OPTS)
+    case(f"{m}-b2n-test", f"{m}/base2new_test.sh", "caltech101", 1, *OPTS, prepare=[f"{m}-b2n-train"])
+    case(f"{m}-xd-train", f"{m}/xd_train.sh", 2)
+    case(f"{m}-xd-test", f"{m}/xd_test.sh", "imagenet_sketch", 2, prepare=[f"{m}-xd-train"])
+case("kgcoop-b2n-train-w", "kgcoop/base2new_train.sh", "dtd", 3, "TRAINER.COOP.W", "2.0")
+case("kgcoop-few-shot", "kgcoop/few_shot.sh", "oxford_pets", 4, env={"SEEDS": "1 2"})
+case("prograd-main", "prograd/main.sh", "caltech101", "rn50_ep50", "end", 16, 1, "False", env={"SEEDS": "1 2"})
+case("prograd-main-lambda", "prograd/main.sh", "dtd", "rn50", "end", 16, 8, "False", "LOSS.LAMBDA", "0.8",
+     env={"SEEDS": "3"})
+case("prograd-b2n-official", "prograd/base2new_train.sh", "eurosat", 1, env={"CFG": "rn50_ep100", "SHOTS": "4"})
+
 # PromptSRC and DePT (issue 22): scripts written as callers of vlprompt.protocols from the start, so their
 # expected command lines were recorded from them, after checking each against the official scripts (PromptSRC's
 # scripts/promptsrc/*.sh) and DePT's runner (templates.py: its output tree, SUBSAMPLE_CLASSES all for xd).

@@ -133,5 +133,5 @@ def test_run_status_reads_the_output_tree_without_torch(tmp_path):
     assert "  done     caltech101-seed1-train" in lines
     assert f"  failed   caltech101-seed2-train  log: {os.path.join(failed, 'log.txt')}" in lines
     assert "  running  caltech101-seed1-test" in lines and "  pending  caltech101-seed2-test" in lines
-    assert "1 done, 1 running, 1 failed, 1 pending (of 4 runs)" in lines
+    assert "1 done, 1 running, 1 failed, 0 other, 1 pending (of 4 runs)" in lines
     assert "status ['run', 'base2new'] 1" in proc.stderr  # a failed run: exit status 1

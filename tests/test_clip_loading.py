@@ -20,10 +20,20 @@ def same_weights(a, b):
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
-def test_state_dict_and_jit_files_load_to_the_same_model(tmp_path):
+def test_state_dict_and_jit_files_load_to_the_same_model(tmp_path, monkeypatch):
+    from vlprompt import clip_loader
+
     from_state = load_clip(save_tiny_clip(tmp_path / "tiny.pt"))
-    from_jit = load_clip(save_tiny_clip(tmp_path / "tiny-jit.pt", jit=True))
+    jit = save_tiny_clip(tmp_path / "tiny-jit.pt", jit=True)
+    # A TorchScript archive runs code when loaded: only OpenAI's released ones (by SHA-256) or trusted files load.
+    with pytest.raises(ValueError, match="is a TorchScript archive that is not one of OpenAI's released CLIP"):
+        load_clip(jit)
+    monkeypatch.setenv("VLPROMPT_TRUST_CHECKPOINTS", str(jit))
+    from_jit = load_clip(jit)
     assert same_weights(from_state, from_jit)
+    monkeypatch.delenv("VLPROMPT_TRUST_CHECKPOINTS")
+    monkeypatch.setattr(clip_loader, "released_sha256s", lambda: {clip_loader.file_sha256(str(jit))})
+    assert same_weights(from_state, load_clip(jit))
     assert from_state.visual.conv1.weight.dtype == torch.float16  # clip.build_model's fp16 conversion
     assert from_state.ln_final.weight.dtype == torch.float32
     assert from_state.visual.input_resolution == 32 and from_state.text_projection.shape == (64, 48)

@@ -19,6 +19,7 @@ from yacs.config import CfgNode
 from helpers import REPO_ROOT
 from vlprompt.config import build_config
 from vlprompt.engine import DATASET_REGISTRY, build_trainer
+from vlprompt.plugins import is_codebase_module
 from vlprompt.testing.fake_data import GENERATORS, make_dataset
 from vlprompt.testing.fake_dg_data import MAKERS as DG_MAKERS
 
@@ -27,7 +28,7 @@ TRAINER_CONFIGS = sorted(os.path.relpath(p, CONFIGS) for p in glob.glob(os.path.
 DATASET_CONFIGS = sorted(os.path.relpath(p, CONFIGS)
                          for p in glob.glob(os.path.join(CONFIGS, "datasets", "**", "*.yaml"), recursive=True))
 READERS = sorted(n for n in DATASET_REGISTRY.registered_names()
-                 if DATASET_REGISTRY.get(n).__module__.split(".")[0] == "datasets")
+                 if is_codebase_module(DATASET_REGISTRY.get(n).__module__, REPO_ROOT, "datasets"))
 # Keys the tests set for the tiny CLIP and the generated data, whatever the file says.
 OVERRIDDEN = {"MODEL.BACKBONE.NAME", "INPUT.SIZE", "DATALOADER.NUM_WORKERS", "USE_CUDA", "DATASET.ROOT",
               "DATASET.NUM_SHOTS", "DATASET.SUBSAMPLE_CLASSES", "DATASET.SOURCE_DOMAINS", "DATASET.TARGET_DOMAINS",

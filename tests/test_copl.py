@@ -315,15 +315,15 @@ def test_half_precision_towers_keep_the_prompt_learner_in_their_dtype(tiny_clip_
 def test_unknown_option_values_fail_naming_the_key_and_the_choices(key, value):
     cfg = build_config(overrides={"TRAINER.NAME": "CoPL", f"TRAINER.COPL.{key}": value})
     allowed = {"PATCH_FEATURES": PATCH_FEATURES, "SCORE": SCORES, "COMBINE": COMBINES, "WEIGHTING": WEIGHTINGS}[key]
-    with pytest.raises(ValueError, match=f"TRAINER.COPL.{key} must be one of") as error:
+    with pytest.raises(ValueError, match=f"TRAINER.COPL.{key} '{value}' is not allowed: expected one of") as error:
         build_trainer(cfg)
     assert all(choice in str(error.value) for choice in allowed) and repr(value) in str(error.value)
 
 
 def test_plain_arguments_are_checked_too(tiny_clip):
-    with pytest.raises(ValueError, match="score must be one of"):
+    with pytest.raises(ValueError, match="score 'cosine' is not allowed: expected one of"):
         build(tiny_clip, score="cosine")
-    with pytest.raises(ValueError, match="patch_features must be one of"):
+    with pytest.raises(ValueError, match="patch_features 'cls' is not allowed: expected one of"):
         build(tiny_clip, patch_features="cls")
 
 

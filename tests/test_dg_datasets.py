@@ -160,11 +160,12 @@ def test_target_by_id_sources_given_and_errors(dg_data):
     # DATASET.ID decides, as in the MetaPrompt code (its YAMLs carry lists that disagree with the ID)
     overridden = build(root, "pacs", target=["photo"], sources=["sketch"], DATASET__ID=1)
     assert (overridden.source_domains, overridden.target_domains) == (["art_painting", "photo", "sketch"], ["cartoon"])
-    with pytest.raises(ValueError, match="out of range"):
+    with pytest.raises(ValueError, match="DATASET.ID 4 is not allowed: expected the index of PACSFS's target domain, "
+                                         "0=art_painting 1=cartoon 2=photo 3=sketch"):
         build(root, "pacs", DATASET__ID=4)
     with pytest.raises(ValueError, match="--target-domains"):
         build(root, "pacs")
-    with pytest.raises(ValueError, match="must belong to"):
+    with pytest.raises(ValueError, match="clipart is not a domain of PACSFS: expected some of art_painting cartoon"):
         build(root, "pacs", target=["clipart"])
     with pytest.raises(ValueError, match="both a source and a target"):
         build(root, "pacs", target=["photo"], sources=["photo", "sketch"])

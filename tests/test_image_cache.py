@@ -11,7 +11,7 @@ from PIL import Image
 from vlprompt.config import build_config
 from vlprompt.data import image_cache
 from vlprompt.engine import Datum, build_data_loader, build_transform
-from vlprompt.engine.builtin import data_manager
+from vlprompt.engine import loaders as data_manager
 from vlprompt.testing.fake_data import write_jpeg
 
 from helpers import REPO_ROOT, fast_opts, run_train
@@ -165,7 +165,7 @@ def test_turned_off_with_test_image_cache_false(tmp_path, caltech_root, tiny_cli
 
 
 def test_an_unknown_decoder_is_refused(tmp_path, caltech_root, tiny_clip_path):
-    with pytest.raises(ValueError, match=r"TEST.IMAGE_CACHE_DECODER must be one of \['pil', 'torchvision'\], got 'gpu'"):
+    with pytest.raises(ValueError, match=r"TEST.IMAGE_CACHE_DECODER 'gpu' is not allowed: expected one of pil, torchvision"):
         run_train(train_argv("CoOp", "CoOp/vit_b16_ep50.yaml", caltech_root, tmp_path / "run", tiny_clip_path,
                              "TEST.IMAGE_CACHE_DECODER", "gpu"))
 
@@ -244,18 +244,18 @@ def test_a_cache_file_copied_from_another_dataset_is_rebuilt(tmp_path, images):
 def test_a_killed_build_leaves_no_file_and_its_leftovers_are_removed(tmp_path, images, monkeypatch):
     directory = tmp_path / "cache"
     loader = make_loader(images)
-    real_rows = image_cache.pil_rows
+    real_rows = image_cache.build.pil_rows
 
     def killed(*args, **kwargs):
         rows = real_rows(*args, **kwargs)
         yield next(rows)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(image_cache, "pil_rows", killed)
+    monkeypatch.setattr(image_cache.build, "pil_rows", killed)
     with pytest.raises(KeyboardInterrupt):
         prepare(loader, directory)
     assert os.listdir(directory) == [".build.lock"]  # atomic: no half-written cache, no temporary file
-    monkeypatch.setattr(image_cache, "pil_rows", real_rows)
+    monkeypatch.setattr(image_cache.build, "pil_rows", real_rows)
 
     leftover = directory / ".set_test.images.k1ll3d__.tmp"  # what a SIGKILLed build leaves
     leftover.write_bytes(b"\0" * 100)
@@ -270,7 +270,7 @@ def test_without_enough_disk_space_evaluation_reads_the_files(tmp_path, images, 
     class Usage:
         free = 1000
 
-    monkeypatch.setattr(image_cache.shutil, "disk_usage", lambda path: Usage)
+    monkeypatch.setattr(image_cache.build.shutil, "disk_usage", lambda path: Usage)
     loader = make_loader(images)
     cached = image_cache.CachedEvalLoader(loader, str(tmp_path / "cache"), "set_test")
     assert_same_batches(cached, loader)

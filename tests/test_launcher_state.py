@@ -2,7 +2,7 @@
 import json
 import os
 
-from helpers import REPO_ROOT, fast_opts
+from helpers import read_result, REPO_ROOT, fast_opts
 from vlprompt.launchers.base import DONE, FAILED, PENDING, RUNNING, Run, is_finished, run_in_process, run_state
 from vlprompt.run_dir import RunLock
 
@@ -34,7 +34,8 @@ def test_run_in_process_runs_train_py(tmp_path, caltech_root, tiny_clip_path):
             "--dataset-config-file", os.path.join(REPO_ROOT, "configs/datasets/caltech101.yaml"),
             "--output-dir", str(out), *fast_opts(tiny_clip_path, epochs=1), "DATASET.NUM_SHOTS", "1"]
     run = Run("caltech101-seed1", argv, str(out))
-    assert run_in_process(run, repo=REPO_ROOT) == 0
+    result = run_in_process(run, repo=REPO_ROOT)  # the library's entry point, with the run's RunSpec
+    assert result.output_dir == str(out) and result.metrics["accuracy"] == read_result(out)["metrics"]["accuracy"]
     assert run_state(run).state == DONE
 
 

@@ -131,11 +131,11 @@ def test_reproduce_evaluates_released_weights_on_base_and_new(script_jobs, calte
     model_dir = weights / "base" / "seed1"
     tail = "caltech101/shots_16/MaPLe/vit_b16_c2_ep5_batch4_2ctx/seed1"
     for sub in ("base", "new"):
-        result = read_result(out / f"base2new/test_{sub}" / tail)
+        result = read_result(out / f"released/base2new/test_{sub}" / tail)  # a tree of its own
         assert result["subsample"] == sub and result["load_epoch"] == 5 and result["model_dir"] == str(model_dir)
         assert result["checkpoint"] == {"path": str(model_dir / "MultiModalPromptLearner/model.pth.tar-5"), "epoch": 5}
         assert result["num_classes"] == 5 and result["mode"] == "eval-only"
-        log = (out / f"base2new/test_{sub}" / tail / "log.txt").read_text()
+        log = (out / f"released/base2new/test_{sub}" / tail / "log.txt").read_text()
         assert "Loading weights to MultiModalPromptLearner" in log
 
     again = run("maple/reproduce.sh", "caltech101", 1, weights, *fast_opts(tiny_clip_path), data=caltech_root,
@@ -209,8 +209,10 @@ def test_every_script_writes_the_originals_output_tree(folder, trainer, cfg, xd_
         ("base2new_test.sh", "caltech101", 1): [f"base2new/test_new/{b2n}"],
         ("xd_train.sh", "imagenet", 1): [f"imagenet/{trainer}/{xd_cfg}_16shots/seed1"],
         ("xd_test.sh", "caltech101", 1): [f"evaluation/{trainer}/{xd_cfg}_16shots/caltech101/seed1"],
-        ("reproduce.sh", "caltech101", 1, weights): [f"base2new/test_base/{b2n}", f"base2new/test_new/{b2n}"],
-        ("reproduce_xd.sh", "caltech101", 1, weights): [f"evaluation/{trainer}/{xd_cfg}_16shots/caltech101/seed1"],
+        ("reproduce.sh", "caltech101", 1, weights): [f"released/base2new/test_base/{b2n}",
+                                                     f"released/base2new/test_new/{b2n}"],
+        ("reproduce_xd.sh", "caltech101", 1, weights): [
+            f"released/evaluation/{trainer}/{xd_cfg}_16shots/caltech101/seed1"],
     }
     for trained in (f"base2new/train_base/{b2n}", f"imagenet/{trainer}/{xd_cfg}_16shots/seed1"):
         os.makedirs(out / trained / "checkpoint_folder")  # a finished training run, as the test scripts see it

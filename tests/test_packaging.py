@@ -87,7 +87,7 @@ def test_wheel_builds_installs_into_a_fresh_venv_and_the_cli_runs_from_it(tmp_pa
         metadata = zf.read(f"vlprompt-{__version__}.dist-info/METADATA").decode()
         entry_points = zf.read(f"vlprompt-{__version__}.dist-info/entry_points.txt").decode()
     assert {n.split("/")[0] for n in names} == {"vlprompt", f"vlprompt-{__version__}.dist-info"}  # no datasets/
-    assert "vlprompt/figures.py" in names and "vlprompt/testing/fake_data.py" in names
+    assert "vlprompt/figures.py" in names and "vlprompt/testing/fake_data/__init__.py" in names
     # the codebase `vlprompt run` runs, as data (not top-level packages): every config, trainer and reader
     bundled = {n[len("vlprompt/_codebase/"):] for n in names if n.startswith("vlprompt/_codebase/")}
     in_repo = {os.path.relpath(os.path.join(d, f), REPO_ROOT) for top in ("configs", "trainers", "datasets")

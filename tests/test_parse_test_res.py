@@ -77,7 +77,7 @@ def test_test_only_logs_need_test_log(tmp_path):
     for seed, acc in ((1, "75.2"), (2, "74.8")):
         write(tmp_path / f"seed{seed}/log.txt", TEST_ONLY.format(acc=acc, f1="70.0"))
     code, _, err = parse(tmp_path)
-    assert code == 1 and "Nothing found" in err and "use --test-log" in err
+    assert code == 2 and "Nothing found" in err and "use --test-log" in err
     code, out, _ = parse(tmp_path, "--test-log")
     assert code == 0 and "* accuracy: 75.00% +- 0.20%" in out
 
@@ -127,4 +127,46 @@ def test_nothing_found_is_an_error(tmp_path, bad):
     if bad == "empty":
         target.mkdir()
     code, _, err = parse(target)
-    assert code == 1 and ("Nothing found" in err or "Not a directory" in err)
+    assert code == 2 and ("Nothing found" in err or "Not a directory" in err)
+
+
+def identity_json(path, seed, **values):
+    """identity.json as vlprompt writes it, for a run with these config values."""
+    import json
+
+    from vlprompt.run_identity import build_identity
+
+    cfg = {"SEED": seed, "TRAINER": {"NAME": "CoOp"}, "OPTIM": {"MAX_EPOCH": 50}, "DATASET": {"NAME": "Caltech101",
+           "NUM_SHOTS": 16}, "MODEL": {"BACKBONE": {"NAME": "RN50"}}}
+    for key, value in values.items():
+        node = cfg
+        *parents, leaf = key.split("__")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "identity.json").write_text(json.dumps(build_identity(cfg, "train", precision=values.get("prec", "fp32"),
+                                                                  device="cpu")))
+
+
+def test_runs_of_different_settings_are_refused_naming_what_differs(tmp_path):
+    for seed, acc in ((1, "50.0"), (2, "60.0"), (3, "70.0")):
+        write(tmp_path / f"seed{seed}/log.txt", NEW_DASSL.format(acc=acc, f1="1"))
+        identity_json(tmp_path / f"seed{seed}", seed, OPTIM__MAX_EPOCH=50 if seed < 3 else 5)
+    code, out, err = parse(tmp_path)
+    assert code == 2 and "* accuracy" not in out
+    assert err.count("\n") == 1 and "are 2 different settings" in err and "seed3: OPTIM.MAX_EPOCH: 50 -> 5" in err
+    identity_json(tmp_path / "seed3", 3)  # the same setting again: averaged
+    code, out, _ = parse(tmp_path)
+    assert code == 0 and "* accuracy: 60.00% +- 8.16%" in out
+    (tmp_path / "seed2/identity.json").unlink()  # a run without an identity next to identified ones
+    code, _, err = parse(tmp_path)
+    assert code == 2 and "seed1, seed3 record their run identity and seed2 do not" in err
+
+
+def test_shot_counts_are_not_averaged_across_experiments(tmp_path):
+    for exp, shots in (("caltech101", 16), ("dtd", 2)):
+        write(tmp_path / exp / "seed1/log.txt", TEST_ONLY.format(acc="70.0", f1="1"))
+        identity_json(tmp_path / exp / "seed1", 1, DATASET__NUM_SHOTS=shots)
+    code, _, err = parse(tmp_path, "--multi-exp", "--test-log")
+    assert code == 2 and "shots: 16 -> 2" in err

@@ -68,8 +68,8 @@ def check_stages(stages, recorded, epoch=7):
     assert recorded == []
 
 
-B2N_METHODS = ["cocoop", "maple", "independent-vlp", "language-prompting", "vpt", "metaprompt", "copl", "promptsrc",
-               "coop_dept", "cocoop_dept", "maple_dept"]
+B2N_METHODS = ["cocoop", "maple", "independent-vlp", "language-prompting", "vpt", "metaprompt", "copl", "kgcoop",
+               "prograd", "promptsrc", "coop_dept", "cocoop_dept", "maple_dept"]
 
 
 @pytest.mark.parametrize("method", B2N_METHODS)
@@ -93,14 +93,14 @@ def test_base2new_plans_what_the_scripts_run(method, recorder):
 
 
 @pytest.mark.parametrize("method", ["cocoop", "maple", "independent-vlp", "language-prompting", "vpt", "copl", "coop",
-                                    "promptsrc", "coop_dept", "maple_dept"])
+                                    "kgcoop", "prograd", "promptsrc", "coop_dept", "maple_dept"])
 def test_cross_dataset_and_imagenet_dg_plan_what_the_scripts_run(method, recorder):
     for protocol, targets in (("xd", XD_TARGETS), ("imagenet_dg", IMAGENET_VARIANTS)):
         stages = plan(protocol, method, recorder.data, recorder.out, seeds=[1], opts=OPTS, repo=REPO_ROOT)
         assert [r.name for r in stages[1]] == [f"{t}-seed1-test" for t in targets]
         if method == "coop":
             recorder("coop/main.sh", "imagenet", "rn50_ep50", "end", 16, 16, "False", *OPTS, SEEDS="1")
-        elif method in ("cocoop", "copl"):
+        elif method in ("cocoop", "copl", "kgcoop", "prograd"):
             recorder(f"{method}/xd_train.sh", 1, *OPTS)  # their originals' arguments: SEED only
         else:
             recorder(f"{method}/xd_train.sh", "imagenet", 1, *OPTS)
@@ -132,6 +132,19 @@ def test_coop_few_shot_uses_the_originals_config_per_shot_count(recorder):
         for k in (1, 2, 4, 8, 16):
             recorder("coop/main.sh", d, coop_config("vit_b16", k, d), "end", 16, k, "False", *OPTS, SEEDS="1 2")
     check_stages(stages, recorder.recorded())
+
+
+def test_prograd_few_shot_is_coops_protocol_with_its_trainer(recorder):
+    stages = plan("fewshot", "prograd", recorder.data, recorder.out, datasets=["dtd"], seeds=[1], shots=[1, 8],
+                  opts=OPTS, repo=REPO_ROOT)
+    assert [r.name for r in stages[0]] == ["dtd-1shots-seed1", "dtd-8shots-seed1"]
+    assert all("/dtd/ProGrad/" in r.output_dir and "--trainer" in r.argv and
+               r.argv[r.argv.index("--trainer") + 1] == "ProGrad" for r in stages[0])
+    for k in (1, 8):
+        recorder("prograd/main.sh", "dtd", coop_config("rn50", k, "dtd"), "end", 16, k, "False", *OPTS, SEEDS="1")
+    check_stages(stages, recorder.recorded())
+    with pytest.raises(ProtocolError, match="the few-shot protocol has scripts for coop and prograd only"):
+        plan("fewshot", "kgcoop", recorder.data, recorder.out, repo=REPO_ROOT)
 
 
 def test_promptsrc_few_shot_uses_its_config_and_its_per_dataset_gpa(recorder):

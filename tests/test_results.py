@@ -6,12 +6,13 @@ import pytest
 
 from vlprompt.cli import main as cli_main
 from vlprompt.paper_numbers import BASE2NEW, harmonic_mean
-from vlprompt.results import base2new_tables, build, dg_tables, xd_tables
-from vlprompt.run_identity import build_identity
+from vlprompt.results import base2new_tables, build, dg_tables, fewshot_tables, xd_tables, zeroshot_tables
+from vlprompt.run_identity import build_identity, trained_summary
 
 
 def identity_for(method="MaPLe", config="vit_b16_c2_ep5_batch4_2ctx", shots=16, seed=1, subsample="all",
-                 dataset="Caltech101", dataset_config=None, kind="train", opts=(), values=None, model=None):
+                 dataset="Caltech101", dataset_config=None, kind="train", opts=(), values=None, model=None,
+                 trained_on=None, trained_shots=None):
     """The identity train.py would record for such a run (a small stand-in for the resolved config)."""
     cfg = {"SEED": seed, "TRAINER": {"NAME": method, "X": {"N_CTX": 2}}, "OPTIM": {"MAX_EPOCH": 5, "LR": 0.0035},
            "MODEL": {"BACKBONE": {"NAME": "ViT-B/16"}},
@@ -22,12 +23,14 @@ def identity_for(method="MaPLe", config="vit_b16_c2_ep5_batch4_2ctx", shots=16, 
         for part in parents:
             node = node.setdefault(part, {})
         node[leaf] = value
-    if kind == "eval" and model is None:
+    if kind == "eval" and model is None:  # the model of the training run with the same settings, as train.py records
+        trained = identity_for(method, config, trained_shots or shots, seed, "base" if subsample == "new" else "all",
+                               trained_on or dataset, kind="train", opts=opts, values=values)
         model = {"dir": "/runs/x", "load_epoch": 5, "files": {"MultiModalPromptLearner/model.pth.tar-5": f"{seed:064d}"},
-                 "trained_fingerprint": "abc"}
+                 "trained": trained_summary(trained)}
     return build_identity(cfg, kind, opts, f"configs/trainers/{method}/{config}.yaml",
                           f"configs/datasets/{dataset_config or dataset.lower()}.yaml", clip_sha256="c" * 64,
-                          model=model, version="test")
+                          model=model, version="test", precision="fp32", device="cpu")
 
 
 def write_result(path, accuracy, **fields):
@@ -120,7 +123,8 @@ def test_cross_dataset_and_dg_tables(tmp_path):
                      accuracy=acc)
         for dataset, a in (("OxfordPets", 90.0 + seed), ("EuroSAT", 48.0), ("ImageNetA", 50.0 + seed)):
             write_result(tmp_path / f"evaluation/MaPLe/cfg_16shots/{dataset.lower()}/seed{seed}", config="cfg",
-                         dataset=dataset, seed=seed, accuracy=a, kind="eval", shots=-1)
+                         dataset=dataset, seed=seed, accuracy=a, kind="eval", shots=-1, trained_shots=16,
+                         trained_on="ImageNet")
     [table] = xd_tables(str(tmp_path))
     assert table["columns"]["ImageNet"] == 71.0 and table["columns"]["OxfordPets"] == 91.5
     assert table["xd_average"] == (pytest.approx((91.5 + 48.0) / 2), 2) and table["dg_average"] == (51.5, 1)
@@ -183,5 +187,118 @@ def test_two_custom_dataset_configs_are_two_rows_and_old_results_are_named(tmp_p
     [table] = base2new_tables(str(tmp_path), out=lines.append)
     assert [(r["dataset"], r["base"]) for r in table["rows"]] == [("CustomDataset (flowers_a)", 70.0),
                                                                    ("CustomDataset (flowers_b)", 60.0)]
-    assert lines == [f"WARNING: 1 result.json without a run identity (written by vlprompt < 0.2) left out: "
+    assert lines == [f"WARNING: 1 result.json without a run identity (written by a codebase's own train.py, not "
+                     f"vlprompt's) left out: "
                      f"{tmp_path / 'base2new/train_base/old/seed1/result.json'}"]
+
+
+# ------------------------------------------------------------------------------ tables that never mix
+def xd_run(root, shots, seed, source_acc, target_accs, config="rn50_ep50", method="CoOp", eval_shots=None):
+    """A CoOp-style ImageNet training run with `shots` and its evaluations (their own DATASET.NUM_SHOTS:
+    eval_shots, as a command line may give it)."""
+    folder = f"{config}_{shots}shots/nctx16_cscFalse_ctpend"
+    write_result(root / f"imagenet/{method}/{folder}/seed{seed}", source_acc, method=method, config=config,
+                 dataset="ImageNet", shots=shots, seed=seed)
+    for dataset, acc in target_accs.items():
+        write_result(root / f"evaluation/{method}/{folder}/{dataset.lower()}/seed{seed}", acc, method=method,
+                     config=config, dataset=dataset, seed=seed, kind="eval", shots=eval_shots or shots,
+                     trained_shots=shots, trained_on="ImageNet")
+
+
+def test_cross_dataset_tables_never_mix_shot_counts(tmp_path):
+    for seed in (1, 2):
+        xd_run(tmp_path, 16, seed, 60.0, {"OxfordPets": 80.0})
+        # a 2-shot model, evaluated under DATASET.NUM_SHOTS 16: still a 2-shot result
+        xd_run(tmp_path, 2, seed, 20.0, {"OxfordPets": 40.0}, eval_shots=16)
+    tables = {t["shots"]: t for t in xd_tables(str(tmp_path))}
+    assert set(tables) == {2, 16}
+    assert tables[16]["columns"] == {"ImageNet": 60.0, "OxfordPets": 80.0}
+    assert tables[2]["columns"] == {"ImageNet": 20.0, "OxfordPets": 40.0}
+    [only16] = xd_tables(str(tmp_path), shots=16)
+    assert only16["columns"]["ImageNet"] == 60.0 and only16["seeds"]["ImageNet"] == [1, 2]
+    assert build("xd", str(tmp_path), out=lambda *_: None)
+    assert sorted(p.name for p in (tmp_path / "tables").glob("*.md")) == [
+        "xd_CoOp_rn50_ep50.md", "xd_CoOp_rn50_ep50_2shot.md"]
+
+
+def test_dg_tables_never_mix_shot_counts(tmp_path):
+    for shots, acc in ((1, 50.0), (5, 90.0)):
+        write_result(tmp_path / f"dg/pacs/shots_{shots}/MetaPrompt/dgcfg/sketch/seed1", acc, method="MetaPrompt",
+                     config="dgcfg", shots=shots, dataset="PACSFS", dataset_config="pacs",
+                     values={"DATASET.TARGET_DOMAINS": ["sketch"]})
+    tables = dg_tables(str(tmp_path))
+    assert sorted((t["shots"], t["columns"]["sketch"]) for t in tables) == [(1, 50.0), (5, 90.0)]
+
+
+def test_base2new_hm_only_over_seeds_with_both_halves(tmp_path):
+    for seed, acc in ((1, 90.0), (3, 80.0), (8, 70.0)):
+        b2n(tmp_path, "train_base", "caltech101", "Caltech101", seed, acc)
+    for seed, acc in ((2, 60.0), (8, 50.0)):
+        b2n(tmp_path, "test_new", "caltech101", "Caltech101", seed, acc)
+    [table] = base2new_tables(str(tmp_path))
+    [row] = table["rows"]
+    assert row["seeds"] == [8] and row["base"] == 70.0 and row["new"] == 50.0
+    assert row["hm"] == pytest.approx(harmonic_mean(70.0, 50.0))
+    assert any("over seeds 8, the seeds with both halves; seed 1, 2, 3 has only one" in n for n in table["notes"])
+    b2n(tmp_path / "other", "train_base", "dtd", "DescribableTextures", 1, 70.0)
+    b2n(tmp_path / "other", "test_new", "dtd", "DescribableTextures", 2, 50.0)
+    [table] = base2new_tables(str(tmp_path / "other"))
+    assert "hm" not in table["rows"][0] and table["average"] is None
+    assert any("no seed has both a base and a new result" in n for n in table["notes"])
+
+
+def test_released_weights_and_own_training_write_separate_files(tmp_path):
+    for seed in (1, 2):
+        b2n(tmp_path, "train_base", "caltech101", "Caltech101", seed, 90.0)
+        b2n(tmp_path, "test_new", "caltech101", "Caltech101", seed, 70.0)
+        released = {"dir": "/released/base/seed1", "load_epoch": 5, "files": {"m": f"{seed:064d}"}, "trained": None}
+        for phase, acc in (("test_base", 95.0), ("test_new", 75.0)):
+            b2n(tmp_path / "released", phase, "caltech101", "Caltech101", seed, acc, model=released)
+    tables = build("base2new", str(tmp_path), out=lambda *_: None)
+    assert sorted((t["origin"], t["rows"][0]["base"]) for t in tables) == [("released", 95.0), ("trained", 90.0)]
+    stems = sorted(p.stem for p in (tmp_path / "tables").glob("*.md"))
+    assert stems == ["base2new_MaPLe_vit_b16_c2_ep5_batch4_2ctx", "base2new_MaPLe_vit_b16_c2_ep5_batch4_2ctx_released"]
+    assert len(list((tmp_path / "tables").glob("*.png"))) == 2
+
+
+def test_two_variants_with_the_same_options_write_separate_files(tmp_path):
+    for backbone, acc in (("ViT-B/16", 90.0), ("RN50", 60.0)):  # same (no) options, different settings
+        for phase, a in (("train_base", acc), ("test_new", acc - 10)):
+            b2n(tmp_path / backbone.replace("/", ""), phase, "caltech101", "Caltech101", 1, a,
+                values={"MODEL.BACKBONE.NAME": backbone})
+    tables = build("base2new", str(tmp_path), out=lambda *_: None)
+    assert len(tables) == 2 and len(list((tmp_path / "tables").glob("*.md"))) == 2
+
+
+def fewshot_run(root, dataset, shots, seed, acc, epochs):
+    config = {1: "rn50_ep50", 2: "rn50_ep100", 4: "rn50_ep100"}.get(shots, "rn50")
+    write_result(root / f"{dataset.lower()}/CoOp/{config}_{shots}shots/nctx16_cscFalse_ctpend/seed{seed}", acc,
+                 method="CoOp", config=config, dataset=dataset, shots=shots, seed=seed,
+                 values={"OPTIM.MAX_EPOCH": epochs, "MODEL.BACKBONE.NAME": "RN50"})
+
+
+def test_fewshot_table_is_accuracy_against_shots_next_to_zero_shot_clip(tmp_path):
+    epochs = {1: 50, 2: 100, 4: 100, 8: 200, 16: 200}
+    for dataset, base in (("Caltech101", 80.0), ("EuroSAT", 50.0)):
+        for k in (1, 2, 4, 8, 16):
+            for seed in (1, 2, 3):
+                fewshot_run(tmp_path, dataset, k, seed, base + k + seed, epochs[k])
+        write_result(tmp_path / f"ZeroshotCLIP/rn50/{dataset.lower()}", base - 10, method="ZeroshotCLIP", config="rn50",
+                     dataset=dataset, seed=-1, kind="eval", model={}, values={"MODEL.BACKBONE.NAME": "RN50"})
+    fewshot_run(tmp_path, "EuroSAT", 16, 4, 1.0, epochs=10)  # another schedule: not this curve
+    tables = fewshot_tables(str(tmp_path))
+    [curve] = [t for t in tables if len(t["rows"]) == 2]
+    [other] = [t for t in tables if t is not curve]  # the 10-epoch run: a curve of its own, labelled with why
+    assert other["rows"][0]["shots"] == {16: (1.0, 0.0)} and "OPTIM.MAX_EPOCH: 200 -> 10" in other["variant"]
+    assert curve["config"] == "rn50" and curve["all_shots"] == [1, 2, 4, 8, 16]
+    caltech, eurosat = curve["rows"]
+    assert caltech["shots"][4][0] == pytest.approx(80.0 + 4 + 2) and caltech["per_seed"][4] == [85.0, 86.0, 87.0]
+    assert caltech["zero_shot"] == 70.0 and eurosat["zero_shot"] == 40.0
+    assert curve["average"]["shots"][16][0] == pytest.approx((80.0 + 16 + 2 + 50.0 + 16 + 2) / 2)
+    assert any("1 shots: 50 epochs, 2 shots: 100 epochs" in n for n in curve["notes"])
+    assert cli_main(["results", "fewshot", str(tmp_path), "--trainer", "CoOp"]) == 0
+    assert cli_main(["results", "zeroshot", str(tmp_path)]) == 0
+    [zs] = zeroshot_tables(str(tmp_path))
+    assert [(r["dataset"], r["accuracy"]) for r in zs["rows"]] == [("Caltech101", 70.0), ("EuroSAT", 40.0)]
+    assert (tmp_path / "tables/zeroshot_ZeroshotCLIP_rn50.png").is_file()
+    assert len(list((tmp_path / "tables").glob("fewshot_CoOp_rn50*.png"))) == 2

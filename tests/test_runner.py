@@ -94,7 +94,7 @@ def test_the_issue_example_parses_options_around_the_positionals_and_after_the_d
     assert parse_args(["run", "xd", "maple"]).opts == []
 
 
-def test_an_unavailable_launcher_is_one_clear_line(tmp_path, monkeypatch):
+def test_an_unavailable_launcher_is_one_clear_line(tmp_path, monkeypatch, capsys):
     import sys
 
     import vlprompt.launchers
@@ -102,6 +102,7 @@ def test_an_unavailable_launcher_is_one_clear_line(tmp_path, monkeypatch):
 
     monkeypatch.delattr(vlprompt.launchers, "slurm", raising=False)
     monkeypatch.setitem(sys.modules, "vlprompt.launchers.slurm", None)  # as if the module were not there
-    with pytest.raises(SystemExit, match="^error: the slurm launcher is not available"):
-        main(["run", "base2new", "maple", "--launcher", "slurm", "--root", str(tmp_path), "--output", str(tmp_path),
-              "--repo", REPO_ROOT])
+    assert main(["run", "base2new", "maple", "--launcher", "slurm", "--root", str(tmp_path), "--output", str(tmp_path),
+                 "--repo", REPO_ROOT]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: the slurm launcher is not available") and err.count("\n") == 1

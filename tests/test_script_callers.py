@@ -8,6 +8,8 @@ import shlex
 import subprocess
 import sys
 
+import pytest
+
 
 from helpers import REPO_ROOT
 from script_cases import CASES, finish, make_unfinished, make_weights, normalise, substitute
@@ -119,13 +121,44 @@ def test_runs_in_one_process_equal_runs_in_their_own(tmp_path, caltech_root, tin
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_a_seed_that_is_not_an_integer_stops_the_script_before_any_run(tmp_path):
-    """The bash scripts passed such a seed on to train.py, so coop/main.sh trained seed 1 before seed 'x'
-    failed in argparse; it is now one line and exit status 2, with nothing run."""
+COOP_MAIN = ["caltech101", "vit_b16_ep50", "end", "4", "2", "False"]
+
+
+@pytest.mark.parametrize("script, args, env, message", [
+    ("coop/main.sh", COOP_MAIN, {"SEEDS": "1 x"}, "error: SEEDS='1 x': 'x' is not a seed (an integer)\n"),
+    ("maple/base2new_train.sh", ["caltech101", "one"], {},
+     "error: SEED 'one' is not allowed: expected a seed (an integer >= 0)\n"),
+    ("maple/base2new_train.sh", ["caltech101", "1"], {"SHOTS": "abc"},
+     "error: SHOTS='abc' is not a shot count: expected an integer K >= 1 (images per class), or -1 for all images\n"),
+    ("coop/eval.sh", ["imagenet_a", "rn50_ep50"], {"SHOTS": "2.5"},
+     "error: SHOTS='2.5' is not a shot count: expected an integer K >= 1 (images per class), or -1 for all images\n"),
+    ("coop/main.sh", COOP_MAIN[:5] + ["Maybe"], {},
+     "error: CSC 'Maybe' is not allowed: expected True or False (class-specific context)\n"),
+    ("coop/main.sh", COOP_MAIN[:3] + ["x"] + COOP_MAIN[4:], {},
+     "error: NCTX 'x' is not allowed: expected a number of context tokens (an integer >= 1)\n"),
+    ("coop/main.sh", COOP_MAIN[:4] + ["abc"] + COOP_MAIN[5:], {},
+     "error: SHOTS 'abc' is not allowed: expected a shot count (an integer >= 1, or -1 for all images)\n"),
+    ("metaprompt/dg.sh", ["pacs", "sketch", "1", "0"], {},
+     "error: SHOTS '0' is not allowed: expected a shot count (an integer >= 1, or -1 for all images)\n"),
+])
+def test_a_bad_argument_stops_the_script_before_any_run(tmp_path, script, args, env, message):
+    """The bash scripts passed such values on to train.py (coop/main.sh trained seed 1 before seed 'x' failed in
+    argparse); now each is one line and exit status 2, with nothing run."""
     paths = {"DATA": str(tmp_path), "OUTPUT": str(tmp_path / "out"), "REPO": REPO_ROOT}
-    multi = run_script("coop/main.sh", ["caltech101", "vit_b16_ep50", "end", "4", "2", "False"], {"SEEDS": "1 x"},
-                       paths, dry_run=False)
-    assert (multi.returncode, multi.stderr) == (2, "error: SEEDS='1 x': 'x' is not a seed (an integer)\n")
-    single = run_script("maple/base2new_train.sh", ["caltech101", "one"], {}, paths, dry_run=False)
-    assert (single.returncode, single.stderr) == (2, "error: SEED: 'one' is not a seed (an integer)\n")
+    proc = run_script(script, args, env, paths, dry_run=False)
+    assert (proc.returncode, proc.stderr) == (2, message)
     assert not (tmp_path / "out").exists()
+
+
+def test_coop_eval_evaluates_the_model_trained_with_shots(tmp_path):
+    """coop/eval.sh used the 16-shot folder whatever SHOTS said; SHOTS=2 evaluates main.sh's 2-shot models."""
+    from script_cases import finish
+
+    paths = {"DATA": str(tmp_path / "data"), "OUTPUT": str(tmp_path / "out"), "REPO": REPO_ROOT}
+    os.makedirs(paths["DATA"])
+    trained = tmp_path / "out/imagenet/CoOp/rn50_ep50_2shots/nctx16_cscFalse_ctpend/seed1"
+    finish(str(trained))
+    proc = run_script("coop/eval.sh", ["imagenet_a", "rn50_ep50"], {"SEEDS": "1", "SHOTS": "2"}, paths)
+    assert proc.returncode == 0, proc.stderr
+    assert f"--model-dir {trained} " in proc.stdout
+    assert "evaluation/CoOp/rn50_ep50_2shots/nctx16_cscFalse_ctpend/imagenet_a/seed1" in proc.stdout

@@ -105,7 +105,7 @@ def test_a_protocol_runs_on_slurm_resumes_after_a_cancelled_job_and_reports_stat
         assert recorded["seed"] == int(run.name.split("seed")[1].split("-")[0])
         assert recorded["kind"] == ("eval" if run.after else "train")
     for train, test in ((train1, test1), (train2, test2)):
-        assert identity(test.output_dir)["model"]["trained_fingerprint"] == identity(train.output_dir)["fingerprint"]
+        assert identity(test.output_dir)["model"]["trained"]["fingerprint"] == identity(train.output_dir)["fingerprint"]
         assert result(test.output_dir)["subsample"] == "new" and result(train.output_dir)["subsample"] == "base"
     # The test stage started after the training stage had finished (the dependency): every test claimed its
     # directory (identity.json) after the last training result was written.
@@ -174,7 +174,7 @@ def test_a_protocol_runs_on_slurm_resumes_after_a_cancelled_job_and_reports_stat
     states = slurm.status(plan, str(output))
     assert {name: s.state for name, s in states.items()} == dict.fromkeys(states, DONE), task_logs(output)
     assert is_finished(test3.output_dir)
-    assert identity(test3.output_dir)["model"]["trained_fingerprint"] == identity(train3.output_dir)["fingerprint"]
+    assert identity(test3.output_dir)["model"]["trained"]["fingerprint"] == identity(train3.output_dir)["fingerprint"]
     # The finished runs of the first submission were not run again.
     assert result(train1.output_dir)["finished_at"] <= result(train3.output_dir)["finished_at"]
     assert len(slurm.read_submissions(str(output))) == 7

@@ -15,7 +15,7 @@ import torch.nn as nn
 from vlprompt.classifier import PromptedCLIP
 from vlprompt.dept import DecoupledHead
 from vlprompt.engine import TRAINER_REGISTRY
-from vlprompt.prompts import ClassPrompts, learnable_context
+from vlprompt.prompts import CLASS_TOKEN_POSITIONS, ClassPrompts, learnable_context
 from vlprompt.trainer import PromptTrainer
 
 
@@ -59,6 +59,7 @@ class CoOpCLIP(PromptedCLIP):
 class CoOp(PromptTrainer):
     CONFIG_NODE = "COOP"
     CHECKPOINT_NAME = "prompt_learner"
+    CONFIG_CHOICES = {**PromptTrainer.CONFIG_CHOICES, "CLASS_TOKEN_POSITION": CLASS_TOKEN_POSITIONS}
 
     CONFIG_DEFAULTS = {
         "N_CTX": 16,  # number of context vectors

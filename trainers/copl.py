@@ -62,17 +62,13 @@ from vlprompt.errors import ConfigValueError
 from vlprompt.prompts import (DEFAULT_PROMPT_BATCH, ClassPrompts, encode_per_image_prompts, learnable_context,
                               meta_net)
 from vlprompt.trainer import PromptTrainer
+from vlprompt.validation import check_choice
 
 PATCH_FEATURES = ("after_proj", "before_proj")
 SCORES = ("scaled_dot", "dot", "general")
 COMBINES = ("add", "concat", "tanh")
 WEIGHTINGS = ("none", "relevance")
 OPTIONS = {"PATCH_FEATURES": PATCH_FEATURES, "SCORE": SCORES, "COMBINE": COMBINES, "WEIGHTING": WEIGHTINGS}
-
-
-def check_choice(name, value, allowed):
-    if value not in allowed:
-        raise ConfigValueError(f"{name} must be one of {allowed}, got {value!r}")
 
 
 class PromptLearner(nn.Module):
@@ -191,6 +187,7 @@ class CoPLCLIP(PromptedCLIP):
 @TRAINER_REGISTRY.register()
 class CoPL(PromptTrainer):
     CONFIG_NODE = "COPL"
+    CONFIG_CHOICES = {**PromptTrainer.CONFIG_CHOICES, **OPTIONS}
     CHECKPOINT_NAME = "prompt_learner"
 
     CONFIG_DEFAULTS = {
@@ -203,12 +200,6 @@ class CoPL(PromptTrainer):
         "WEIGHTING": "none",  # none or relevance (prompt weights from the patches)
         "PROMPT_BATCH": DEFAULT_PROMPT_BATCH,  # max prompt sequences per text-encoder call (speed only)
     }
-
-    def check_cfg(self, cfg):
-        super().check_cfg(cfg)
-        for key, allowed in OPTIONS.items():
-            check_choice(f"TRAINER.{self.CONFIG_NODE}.{key}", cfg.TRAINER[self.CONFIG_NODE].get(
-                key, self.CONFIG_DEFAULTS[key]), allowed)
 
     def build_custom_model(self, clip_model, classnames):
         c, option = self.method_cfg, self.method_option

@@ -29,6 +29,9 @@ from vlprompt.trainer import PromptTrainer
 @TRAINER_REGISTRY.register()
 class IVLP(PromptTrainer):
     CONFIG_NODE = "IVLP"
+    # 1: the text tower runs on all 77 positions by default (TEXT_FULL_CONTEXT), as the original does; runs of
+    # vlprompt 0.1 computed on the cut prompts and are other runs.
+    RESULTS_REVISION = 1
     CHECKPOINT_NAME = "VLPromptLearner"
 
     CONFIG_DEFAULTS = {
@@ -41,6 +44,11 @@ class IVLP(PromptTrainer):
         # vlprompt: the original rounds V, V^i and P^i to float16 where they enter the towers, also under
         # PREC fp32/amp (its `.half()`); False keeps them float32 there (a ~1e-4 relative difference in the logits).
         "ROUND_PROMPTS_FP16": True,
+        # vlprompt: the text tower runs on all 77 token positions, as the original's. The class prompts cut
+        # after their last EOT token (False) give the same function faster, but other rounding in the last
+        # bits, which the float16-rounded prompt gradients above turn into a different model over the
+        # training (vlprompt.prompted_clip): True trains the original's model from its seed.
+        "TEXT_FULL_CONTEXT": True,
     }
 
     def build_model(self):
@@ -52,7 +60,8 @@ class IVLP(PromptTrainer):
         c = self.method_cfg
         return IVLPCLIP(clip_model, classnames, c.N_CTX_TEXT, c.N_CTX_VISION, c.CTX_INIT,
                         c.PROMPT_DEPTH_TEXT, c.PROMPT_DEPTH_VISION, getattr(self, "rng_before_clip", None),
-                        bool(self.method_option("ROUND_PROMPTS_FP16")))
+                        bool(self.method_option("ROUND_PROMPTS_FP16")),
+                        full_context=bool(self.method_option("TEXT_FULL_CONTEXT")))
 
     def adapt_checkpoint_state(self, state_dict):
         if is_full_model_state(state_dict):

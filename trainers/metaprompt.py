@@ -257,6 +257,7 @@ def domain_split_episodes(labels, domains, contiguous_ids=True):
 @TRAINER_REGISTRY.register()
 class MetaPrompt(PromptTrainer):
     CONFIG_NODE = "META"  # the official code's node, so its configs load unchanged
+    CONFIG_CHOICES = {**PromptTrainer.CONFIG_CHOICES, "SPLIT": SPLITS, "META_UPDATE": META_UPDATES}
     CHECKPOINT_NAME = "model"  # the official checkpoint folder
     SPLIT = None  # Meta_B2N / Meta_DG fix it; MetaPrompt reads TRAINER.META.SPLIT
 
@@ -272,16 +273,15 @@ class MetaPrompt(PromptTrainer):
         "CLASS_SPLITS": 2,  # class groups of the class split
     }
 
+    @classmethod
+    def validate_config(cls, cfg):
+        splits = cls.config_option(cfg, "CLASS_SPLITS")
+        if not isinstance(splits, int) or isinstance(splits, bool) or splits < 2:
+            raise ConfigValueError(f"TRAINER.META.CLASS_SPLITS {splits!r} is not allowed: expected an integer >= 2")
+
     def check_cfg(self, cfg):
         super().check_cfg(cfg)
-        node = cfg.TRAINER[self.CONFIG_NODE]
-        get = lambda key: node.get(key, self.CONFIG_DEFAULTS[key])  # noqa: E731
-        if get("SPLIT") not in SPLITS:
-            raise ConfigValueError(f"TRAINER.META.SPLIT must be one of {SPLITS}, got {node.SPLIT!r}")
-        if get("META_UPDATE") not in META_UPDATES:
-            raise ConfigValueError(f"TRAINER.META.META_UPDATE must be one of {META_UPDATES}, got {node.META_UPDATE!r}")
-        if int(get("CLASS_SPLITS")) < 2:
-            raise ConfigValueError(f"TRAINER.META.CLASS_SPLITS must be >= 2, got {node.CLASS_SPLITS}")
+        self.validate_config(cfg)
 
     @property
     def split(self):

@@ -86,11 +86,13 @@ class VPT(PromptTrainer):
         "TRUE_FP16": False,
     }
 
-    def build_precision(self):
-        precision = super().build_precision()
-        if precision.name == "fp16" and not self.method_option("TRUE_FP16"):
-            print("Note: VPT with PREC fp16 computes in fp32, as the original code did (its CLIP loader returns "
-                  "model.float()); TRAINER.VPT.TRUE_FP16 True runs real half precision")
+    @classmethod
+    def run_precision(cls, cfg, device, verbose=True):
+        precision = super().run_precision(cfg, device, verbose)
+        if precision.name == "fp16" and not cls.config_option(cfg, "TRUE_FP16"):
+            if verbose:
+                print("Note: VPT with PREC fp16 computes in fp32, as the original code did (its CLIP loader returns "
+                      "model.float()); TRAINER.VPT.TRUE_FP16 True runs real half precision")
             precision = dataclasses.replace(precision, name="fp32", weight_dtype=torch.float32)
         return precision
 

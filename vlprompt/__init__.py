@@ -9,7 +9,10 @@ from .version import __version__
 
 _install_clip_import()  # `import vlprompt, clip` works where setuptools>=81 removed pkg_resources
 
-__all__ = ["__version__", "load_clip"]
+__all__ = ["__version__", "load_clip", "train", "evaluate", "main", "execute", "RunSpec", "RunResult"]
+
+# The library's entry point (vlprompt.entry): one run trained or evaluated, returning its RunResult.
+_ENTRY = {"train", "evaluate", "main", "execute", "RunSpec", "RunResult"}
 
 
 def __getattr__(name):
@@ -17,4 +20,8 @@ def __getattr__(name):
         from .clip_loader import load_clip
 
         return load_clip
+    if name in _ENTRY:
+        from . import entry
+
+        return getattr(entry, name)
     raise AttributeError(f"module 'vlprompt' has no attribute {name!r}")

@@ -93,3 +93,15 @@ class VisionLanguagePromptedCLIP(PromptedCLIP):
     def features(self, image, static):
         text_features, vision_prompts, deep_vision = static
         return self.image_encoder(image, vision_prompts, deep_vision), text_features
+
+
+class TextPromptedCLIP(PromptedCLIP):
+    """CoOp's classifier: `prompt_learner()` gives the class prompts [n_cls, L, width] (and
+    `prompt_learner.eot_indices`); their text features are the static inputs."""
+
+    def static_inputs(self):
+        """g(t_k) for every class."""
+        return self.text_encoder(self.prompt_learner(), self.prompt_learner.eot_indices)
+
+    def features(self, image, text_features):
+        return self.image_encoder(image), text_features

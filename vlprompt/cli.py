@@ -3,7 +3,7 @@
     vlprompt data list
     vlprompt data check --root $DATA [NAMES...] [--images skip|open|decode] [--json]
     vlprompt data download NAME [NAME...] --root $DATA [--mirror URL] [--keep-archives]
-    vlprompt results {base2new,xd,dg} OUTPUT [--trainer T] [--config CFG] [--shots K] [--paper NAME] [--out DIR]
+    vlprompt results {base2new,xd,dg,fewshot,zeroshot} OUTPUT [--trainer T] [--config CFG] [--shots K] [--paper NAME] [--out DIR]
     vlprompt run PROTOCOL METHOD [--datasets ...] [--seeds 1 2 3] [--shots ...] [--gpus auto] [--jobs-per-gpu N]
                  [--launcher local|slurm] [--status] [--repo DIR] [--output DIR] [--root DIR] [-- KEY VALUE ...]
     vlprompt export-checkpoint RUN_DIR --format original [--out DIR] [--epoch N] [--trainer NAME]
@@ -16,29 +16,35 @@ import json
 import os
 import sys
 
+from vlprompt.errors import UserError, report_user_error
+
+
+class CommandError(UserError):
+    """A bad argument of a `vlprompt` command: one line, exit status 2."""
+
 
 def _root(args):
     root = args.root or os.environ.get("DATA", "")
     if not root:
-        raise SystemExit("error: pass --root (the folder holding the datasets) or set $DATA")
+        raise CommandError("pass --root (the folder holding the datasets) or set $DATA")
     return root
 
 
 def _opts(pairs):
     pairs = pairs or []
     if len(pairs) % 2:
-        raise SystemExit(f"error: --opts takes KEY VALUE pairs, got {pairs}")
+        raise CommandError(f"--opts takes KEY VALUE pairs, got {pairs}")
     return dict(zip(pairs[0::2], pairs[1::2]))
 
 
 def _known_names(names, allowed):
     for name in names:
         if name not in allowed:
-            from vlprompt.engine.builtin.registry import closest_names
+            from vlprompt.engine.names import closest_names
 
             close = closest_names(name, allowed, n=1, cutoff=0.0)
             hint = f' Did you mean "{close[0]}"?' if close else ""
-            raise SystemExit(f"error: unknown dataset {name!r}.{hint} Known: {', '.join(allowed)}")
+            raise CommandError(f"unknown dataset {name!r}.{hint} Known: {', '.join(allowed)}")
 
 
 def cmd_data_list(args):
@@ -54,7 +60,8 @@ def cmd_data_list(args):
 
 def _reader_names(names, repo):
     """Dataset config names (configs/datasets/<name>.yaml, as the scripts and `vlprompt run` take them:
-    caltech101, imagenet_a) become their readers' names (its DATASET.NAME); other names stay."""
+    caltech101, imagenet_a, a CustomDataset config) become (reader name, the config's other DATASET keys, the
+    config name), so that a config's DATASET.CUSTOM.DIR is checked as a run would read it; other names stay."""
     import yaml
 
     from vlprompt.data.catalog import CATALOG
@@ -66,11 +73,25 @@ def _reader_names(names, repo):
             relative = os.path.join("configs", "datasets", f"{name}.yaml")
             try:
                 with open(os.path.join(find_codebase(relative, repo), relative)) as f:
-                    name = (yaml.safe_load(f) or {}).get("DATASET", {}).get("NAME") or name
+                    dataset = (yaml.safe_load(f) or {}).get("DATASET", {}) or {}
             except (CodebaseNotFound, OSError, AttributeError, yaml.YAMLError):
-                pass
+                dataset = {}
+            if isinstance(dataset, dict) and dataset.get("NAME"):
+                keys = {f"DATASET.{k}": v for k, v in _flat(dataset).items() if k not in ("NAME", "ROOT")}
+                readers.append((dataset["NAME"], keys, name))
+                continue
         readers.append(name)
     return readers
+
+
+def _flat(node, prefix=""):
+    flat = {}
+    for key, value in node.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def cmd_data_check(args):
@@ -79,8 +100,9 @@ def cmd_data_check(args):
 
     args.names = _reader_names(args.names, args.repo)
     if args.names:  # the standard names are known without importing the readers (and torch)
-        known = list(CATALOG) if set(args.names) <= set(CATALOG) else reader_registry(args.repo).registered_names()
-        _known_names(args.names, known)
+        names = [item[0] if isinstance(item, tuple) else item for item in args.names]
+        known = list(CATALOG) if set(names) <= set(CATALOG) else reader_registry(args.repo).registered_names()
+        _known_names(names, known)
     if args.json:
         lines = []
         reports, ok = check(_root(args), args.names, opts=_opts(args.opts), images=args.images, out=lines.append,
@@ -151,19 +173,22 @@ def cmd_results(args):
     from vlprompt.results import build
 
     if args.paper and args.paper not in BASE2NEW:
-        raise SystemExit(f"error: unknown --paper {args.paper!r}; choose one of {sorted(BASE2NEW)}")
+        raise CommandError(f"unknown --paper {args.paper!r}; choose one of {sorted(BASE2NEW)}")
     if not os.path.isdir(args.output):
-        raise SystemExit(f"error: no output directory {args.output}")
+        raise CommandError(f"no output directory {args.output}")
     tables = build(args.protocol, args.output, args.out, args.trainer, args.config, args.shots, args.paper)
     return 0 if tables else 1
 
 
 def add_results_commands(subparsers):
+    from vlprompt.results import KINDS
+
     p = subparsers.add_parser("results", help="tables built from the runs' result.json files, next to the papers' "
                               "numbers (Markdown, CSV and a figure as PNG, PDF and SVG)")
-    p.add_argument("protocol", choices=("base2new", "xd", "dg"),
+    p.add_argument("protocol", choices=KINDS,
                    help="base2new: base/new/HM per dataset; xd: cross-dataset and ImageNet-variant accuracy; "
-                   "dg: MetaPrompt's leave-one-domain-out")
+                   "dg: MetaPrompt's leave-one-domain-out; fewshot: accuracy against shots (CoOp); zeroshot: "
+                   "zero-shot CLIP per dataset")
     p.add_argument("output", help="the scripts' output root (e.g. output/)")
     p.add_argument("--trainer", default=None, help="only this method (default: a table per method and config)")
     p.add_argument("--config", default=None, help="only this config name")
@@ -182,8 +207,8 @@ def cmd_run(args):
             stages = plan_protocol(args.protocol, args.method, args.output, data, args.datasets, args.seeds,
                                    args.shots, args.opts, repo=args.repo)
             counts = status(stages, launcher=args.launcher, output=args.output,
-                            log_dir=runner_log_dir(args.output, args.protocol, args.method))
-            return 1 if counts.get("failed") else 0
+                            log_dir=runner_log_dir(args.output, args.protocol, args.method, args.opts))
+            return 1 if counts.get("failed") or counts.get("other") else 0
         extra = {}
         if args.launcher == "slurm":
             from vlprompt.runner import _launcher_module
@@ -193,7 +218,9 @@ def cmd_run(args):
                               args.shots, args.gpus, args.jobs_per_gpu, args.opts, repo=args.repo,
                               launcher=args.launcher, **extra)
     except ValueError as e:
-        raise SystemExit(f"error: {e}")
+        if isinstance(e, UserError):
+            raise
+        raise CommandError(str(e)) from None
     return 1 if failed else 0
 
 
@@ -266,7 +293,10 @@ COMMAND_GROUPS = [add_data_commands, add_results_commands, add_run_commands, add
 
 
 def build_parser():
+    from vlprompt.version import __version__
+
     parser = argparse.ArgumentParser(prog="vlprompt", description="vlprompt: prompt learning for CLIP")
+    parser.add_argument("--version", action="version", version=f"vlprompt {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     for add in COMMAND_GROUPS:
@@ -278,21 +308,42 @@ def parse_args(argv=None):
     """argparse, except that `vlprompt run ... -- KEY VALUE ...` hands everything after `--` to every run
     (so the run command's options may come before or after its positional arguments)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["run"]:
+        argv = ["run"] + _positionals_first(argv[1:])
     if argv[:1] == ["run"] and "--" in argv:
         cut = argv.index("--")
         args = build_parser().parse_args(argv[:cut])
         args.opts = argv[cut + 1:]
         if len(args.opts) % 2:
-            raise SystemExit(f"error: the options after -- must be KEY VALUE pairs; got {' '.join(args.opts)}")
+            raise CommandError(f"the options after -- must be KEY VALUE pairs; got {' '.join(args.opts)}")
         return args
     return build_parser().parse_args(argv)
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    from vlprompt.errors import UserError, report_user_error
+def _positionals_first(argv):
+    """`vlprompt run`'s PROTOCOL and METHOD moved in front of its options, so that options that take several
+    values (--datasets, --seeds, --shots) may come before them too: the first protocol name and the first method
+    name before `--` are the positionals (no dataset, seed or option value is either)."""
+    from vlprompt.protocols import METHODS, PROTOCOLS
 
+    cut = argv.index("--") if "--" in argv else len(argv)
+    head, tail = argv[:cut], argv[cut:]
+    found = []
+    for names in (PROTOCOLS, METHODS):
+        for i, token in enumerate(head):
+            if token in names and not (i > 0 and head[i - 1] in _SINGLE_VALUE_OPTIONS):
+                found.append(head.pop(i))
+                break
+    return found + head + tail
+
+
+# `vlprompt run` options that take exactly one value (a protocol or method name there is that value)
+_SINGLE_VALUE_OPTIONS = {"--gpus", "--jobs-per-gpu", "--launcher", "--root", "--output", "--repo"}
+
+
+def main(argv=None):
     try:
+        args = parse_args(argv)
         return args.func(args)
     except UserError as e:  # one line, exit 2 (VLPROMPT_DEBUG=1 for the traceback)
         report_user_error(e)

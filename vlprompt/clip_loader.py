@@ -2,7 +2,9 @@
 
 MODEL.BACKBONE.NAME is either one of `clip.available_models()` — downloaded once into
 $VLPROMPT_CLIP_CACHE (default ~/.cache/clip, where OpenAI's `clip` keeps them) and checked against the
-SHA-256 carried in its URL — or a path to a JIT archive or a state-dict file. Either way the model is
+SHA-256 carried in its URL — or a path to a state-dict file (read in torch's safe mode) or a JIT archive
+(loaded only if it is one of OpenAI's released checkpoints or listed in VLPROMPT_TRUST_CHECKPOINTS: loading
+a TorchScript archive runs the code inside it). Either way the model is
 rebuilt with `clip.build_model` (the non-JIT, hackable model, as CoOp/MaPLe do), on the CPU, with
 CLIP's own fp16 weight conversion; the trainer then picks the precision.
 """
@@ -21,7 +23,7 @@ import torch
 
 from ._clip_import import pkg_resources_stand_in
 from .errors import CheckpointError, ConfigValueError, UserError
-from .fileio import atomic_write, load_torch_file
+from .fileio import TRUST_ENV, atomic_write, load_torch_file, trusted_files
 
 
 OPENAI_CLIP_DISTRIBUTIONS = ("clip-anytorch", "clip", "openai-clip")  # PyPI / git installs of OpenAI's CLIP
@@ -183,18 +185,55 @@ def resolve_weights_file(name, download_root=None):
     return target
 
 
-def read_clip_state_dict(path):
-    """State dict from a JIT archive (OpenAI's release format) or a torch.save'd state dict."""
-    what = ("CLIP weights file (a JIT archive as OpenAI releases them, or a torch.save'd CLIP state dict)")
-    if os.path.getsize(path) == 0:
-        raise CheckpointError(f"CLIP weights file {path} is empty (0 bytes): an interrupted download or copy? "
-                              f"Replace it with the complete {what}.")
+def released_sha256s():
+    """The SHA-256 of every CLIP checkpoint OpenAI released (each is part of its download URL)."""
+    return {url.split("/")[-2] for url in clip.clip._MODELS.values()}
+
+
+def is_torchscript_archive(path):
+    """A TorchScript (JIT) archive: a zip holding compiled code (`<name>/code/...`) and `constants.pkl`.
+    Read from the zip's directory alone; nothing in it is loaded."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return False
+    return any(n.split("/", 1)[-1].startswith("code/") for n in names) and \
+        any(n.endswith("/constants.pkl") or n == "constants.pkl" for n in names)
+
+
+def _load_torchscript(path, what):
+    """The state dict of a TorchScript archive: loading one runs the code it holds (it can create or overwrite
+    any file), so only OpenAI's released checkpoints (their SHA-256 is in their URLs) or a file listed in
+    VLPROMPT_TRUST_CHECKPOINTS are loaded this way."""
+    if file_sha256(path) not in released_sha256s() and os.path.realpath(path) not in trusted_files():
+        raise CheckpointError(
+            f"CLIP weights file {path} is a TorchScript archive that is not one of OpenAI's released CLIP checkpoints "
+            f"(its SHA-256 is none of theirs), and loading a TorchScript archive runs the code inside it, so it was "
+            f"not loaded. Convert it to a state dict where you trust it: python -c \"import torch; torch.save(torch."
+            f"jit.load('{path}', map_location='cpu').state_dict(), '{os.path.splitext(path)[0]}-state_dict.pt')\" "
+            f"and use that file, or add its path to {TRUST_ENV} if you trust it.")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             return torch.jit.load(path, map_location="cpu").state_dict()
-        except Exception:  # noqa: BLE001 (a probe: not a JIT archive; torch.load below says what is wrong)
-            pass
+        except Exception as e:  # noqa: BLE001 (a broken archive: say so, it is the user's file)
+            raise CheckpointError(f"CLIP weights file {path} looks like a TorchScript archive but cannot be read "
+                                  f"({type(e).__name__}); it may be truncated or corrupt: replace it with the complete "
+                                  f"{what}.") from None
+
+
+def read_clip_state_dict(path):
+    """State dict from a JIT archive (OpenAI's release format, loaded only where trusted: _load_torchscript)
+    or a torch.save'd state dict (read in torch's safe mode)."""
+    what = ("CLIP weights file (a JIT archive as OpenAI releases them, or a torch.save'd CLIP state dict)")
+    if os.path.getsize(path) == 0:
+        raise CheckpointError(f"CLIP weights file {path} is empty (0 bytes): an interrupted download or copy? "
+                              f"Replace it with the complete {what}.")
+    if is_torchscript_archive(path):
+        return _load_torchscript(path, what)
     try:
         obj = load_torch_file(path, what="CLIP weights")
     except CheckpointError as e:

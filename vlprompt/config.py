@@ -6,7 +6,7 @@ imported. In an existing Dassl codebase, call `extend_cfg(cfg)` in its train.py 
 vlprompt trainers) instead of listing their keys by hand.
 """
 from .engine import DATASET_REGISTRY, TRAINER_REGISTRY, CN, get_cfg_default
-from .engine.builtin.config import ConfigKeyError, merge_from_file_checked, merge_from_list_checked
+from .engine.config_io import ConfigKeyError, merge_from_file_checked, merge_from_list_checked
 
 __all__ = ["extend_cfg", "build_config", "merge_from_file_checked", "merge_from_list_checked", "ConfigKeyError"]
 
@@ -15,8 +15,9 @@ def _registered_classes(registry):
     return [registry.get(name) for name in registry.registered_names()]
 
 
-def extend_cfg(cfg):
-    """Add DATASET.SUBSAMPLE_CLASSES, TRAIN.CUDA_GRAPHS and the keys of every registered trainer and dataset."""
+def add_shared_keys(cfg):
+    """The keys vlprompt adds for every run, whatever the method: DATASET.SUBSAMPLE_CLASSES,
+    TRAIN.CUDA_GRAPHS and the test-image cache's TEST keys."""
     if "SUBSAMPLE_CLASSES" not in cfg.DATASET:
         cfg.DATASET.SUBSAMPLE_CLASSES = "all"  # all, base or new
     if "CUDA_GRAPHS" not in cfg.TRAIN:
@@ -25,13 +26,53 @@ def extend_cfg(cfg):
     for key, value in (("IMAGE_CACHE", True), ("IMAGE_CACHE_DIR", ""), ("IMAGE_CACHE_DECODER", "pil")):
         if key not in cfg.TEST:
             cfg.TEST[key] = value
+    return cfg
+
+
+def _config_adders():
+    """(kind, registered name, add_config) of every registered trainer and dataset that declares its keys."""
+    found = []
+    for kind, registry in (("trainer", TRAINER_REGISTRY), ("dataset", DATASET_REGISTRY)):
+        for name in registry.registered_names():
+            add = getattr(registry.get(name), "add_config", None)
+            if add is not None:
+                found.append((kind, name, add))
+    return found
+
+
+def extend_cfg(cfg):
+    """Add the shared keys (add_shared_keys) and the keys of every registered trainer and dataset."""
+    add_shared_keys(cfg)
     seen = set()
-    for cls in _registered_classes(TRAINER_REGISTRY) + _registered_classes(DATASET_REGISTRY):
-        add = getattr(cls, "add_config", None)
-        if add is not None and add not in seen:
+    for _, _, add in _config_adders():
+        if add not in seen:
             seen.add(add)
             add(cfg)
     return cfg
+
+
+_SCOPE_CACHE = {}
+
+
+def config_scope():
+    """The ConfigScope of the registered trainers and datasets (vlprompt.run_identity): the defaults of the
+    full config and the keys each class adds, so that a run's identity covers its own trainer's and
+    dataset's keys and nothing of another."""
+    from .run_identity import ConfigScope, flatten
+
+    adders = _config_adders()
+    key = tuple((kind, name, add) for kind, name, add in adders)
+    if key not in _SCOPE_CACHE:
+        base = add_shared_keys(get_cfg_default())
+        base_keys = set(flatten(base))
+        owners = {}
+        for kind, name, add in adders:
+            node = base.clone()
+            add(node)
+            owners[(kind, name)] = set(flatten(node)) - base_keys
+        _SCOPE_CACHE.clear()
+        _SCOPE_CACHE[key] = ConfigScope(flatten(extend_cfg(get_cfg_default())), owners)
+    return _SCOPE_CACHE[key]
 
 
 def ensure_node(cfg, name):

@@ -1,8 +1,9 @@
 """User errors: a bad key, value, path or file. One line that names the cause and the fix, exit code 2.
 
 Anything raised as (or derived from) `UserError` is the user's to fix, so the command line tools print
-its message without a traceback (`VLPROMPT_DEBUG=1` shows it). Every other exception is a bug or an
-environment problem and keeps its traceback.
+its message without a traceback (`VLPROMPT_DEBUG=1` shows it). Every user error derives from it (the
+engine's config and registry errors and the readers' dataset errors too), so a tool only catches UserError.
+Every other exception is a bug or an environment problem and keeps its traceback.
 """
 import os
 import sys
@@ -27,32 +28,30 @@ class MissingFileError(UserError, FileNotFoundError):
     """A file or folder the user named (or a run needs) does not exist."""
 
 
+class NonFiniteError(UserError, FloatingPointError):
+    """A loss or a trained parameter became NaN or infinite (half precision, a learning rate too large); the
+    message says which and what to try."""
+
+
+class ImageReadError(UserError, OSError):
+    """An image file a run needs is missing or cannot be decoded; the message names it."""
+
+
+class OutputWriteError(UserError, OSError):
+    """A file could not be written where the user asked for it (a full disk, a read-only folder); the message
+    names the path and the cause. Nothing half-written is left behind (vlprompt.fileio.atomic_write)."""
+
+
 class CheckpointError(UserError, ValueError):
     """A checkpoint or CLIP weights file that cannot be used (corrupt, empty, untrusted content)."""
 
 
-def user_error_types():
-    """The exception types reported as user errors: ours, and the engine's/readers' own user-facing ones."""
-    from .data.errors import DatasetLayoutError
-    from .engine.builtin.config import ConfigFileError, ConfigKeyError
-    from .engine.builtin.registry import RegistryKeyError
-
-    types = [UserError, DatasetLayoutError, ConfigFileError, ConfigKeyError, RegistryKeyError]
-    try:  # the trainer base's "checkpoint does not fit the model" error
-        from .trainer import CheckpointMismatch
-        types.append(CheckpointMismatch)
-    except Exception:  # noqa: BLE001 (only missing in stripped-down installs)
-        pass
-    try:
-        from .clip_loader import ClipWeightsNotFound
-        types.append(ClipWeightsNotFound)
-    except Exception:  # noqa: BLE001
-        pass
-    return tuple(types)
-
-
 def message_of(error):
     text = error.args[0] if len(error.args) == 1 and isinstance(error.args[0], str) else str(error)
+    if text.startswith("Caught ") and "Original Traceback" in text:
+        # re-raised from a data-loader worker: the original message is the traceback's last line
+        last = text.rstrip().splitlines()[-1]
+        text = last.split(": ", 1)[1] if ": " in last else last
     return text
 
 
@@ -69,7 +68,7 @@ def run_main(main, argv=None):
     """Call `main(argv)`; a user error becomes one line on stderr and exit code 2."""
     try:
         result = main(argv)
-    except user_error_types() as e:
+    except UserError as e:
         report_user_error(e)
         return EXIT_USER_ERROR
     return result if isinstance(result, int) else 0

@@ -5,13 +5,13 @@ per-seed values behind each, the papers' values) and returns a matplotlib Figure
 as PNG, PDF and SVG next to the tables. `table_figure` adapts the table dicts of vlprompt.results.
 
 Readable from 1 to 15 groups: the width grows with the number of bars, long x labels are rotated, the
-title is wrapped and the legend reflowed until every text lies inside the figure. Bars are the mean over
-seeds; whiskers the spread over seeds (min to max of the per-seed values where the table carries them,
-else mean ± the table's standard deviation); hollow diamonds the papers' values.
+title is wrapped and the legend reflowed until every text lies inside the figure. Bars start at 0 and are
+the mean over seeds; whiskers the spread over seeds, min to max of the per-seed values (the legend says
+so); hollow diamonds the papers' values; a missing value is a hatched outline marked "n/a", never a bar
+of height 0 (a zero is labelled "0"). The few-shot figure follows CoOp's: one panel per dataset and the
+average, accuracy against shots, seeds as a min-max band, zero-shot CLIP as a star at 0 shots.
 """
 import math
-import os
-import tempfile
 import textwrap
 
 FORMATS = ("png", "pdf", "svg")
@@ -19,6 +19,8 @@ COLOURS = {"Base": "#4c78a8", "New": "#f58518", "HM": "#54a24b", "Accuracy": "#4
 CATEGORY_COLOURS = {"source": "#4c78a8", "cross-dataset": "#f58518", "domain generalization": "#54a24b",
                     "average": "#72b7b2", "paper": "#bab0ac"}
 PALETTE = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2")
+WHISKER_LABEL = "whiskers: min-max over seeds"
+MISSING_STUB = 3  # height of the hatched outline that marks a missing value
 
 
 def _matplotlib():
@@ -67,7 +69,7 @@ def grouped_bar_figure(groups, series, title, ylabel="Accuracy (%)", seeds=None,
     fig = Figure(figsize=(width, height), layout="constrained")
     ax = fig.add_subplot()
     bar_width = 0.8 / n_series
-    values_seen, handles, paper_handle, whiskers = [], [], None, False
+    values_seen, handles, paper_handle, whiskers, missing = [], [], None, False, False
     for si, (label, values) in enumerate(series.items()):
         xs = [gi + (si - (n_series - 1) / 2) * bar_width for gi in range(len(groups))]
         heights = [math.nan if v is None else v for v in values]
@@ -76,6 +78,15 @@ def grouped_bar_figure(groups, series, title, ylabel="Accuracy (%)", seeds=None,
         bars = ax.bar(xs, heights, bar_width * 0.92, color=colour, label=label, zorder=2)
         if bar_colours is None:
             handles.append(bars)
+        for x, v in zip(xs, values):  # a missing value is not a zero: mark each so that they cannot be confused
+            if v is None:
+                missing = True
+                ax.bar(x, MISSING_STUB, bar_width * 0.92, facecolor="none", edgecolor="#999999", hatch="////",
+                       linewidth=0.6, zorder=2)
+                ax.text(x, MISSING_STUB + 1, "n/a", ha="center", va="bottom", fontsize=6, color="#777777",
+                        rotation=90 if n_groups * n_series > 12 else 0)
+            elif v == 0:
+                ax.text(x, 1, "0", ha="center", va="bottom", fontsize=6, color="#333333")
         drawn = [(x, h, _spread(s), s) for x, h, s in zip(xs, heights, (seeds or {}).get(label) or [])]
         drawn = [(x, h, spread, s) for x, h, spread, s in drawn if spread and not math.isnan(h)]
         if drawn:
@@ -94,16 +105,16 @@ def grouped_bar_figure(groups, series, title, ylabel="Accuracy (%)", seeds=None,
         handles = [Patch(color=c, label=l) for l, c in (legend_extra or [])]
     if paper_handle is not None:
         handles.append(paper_handle)
+    from matplotlib.lines import Line2D
+
     if whiskers:
-        from matplotlib.lines import Line2D
-
         handles.append(Line2D([], [], color="#333333", marker="|", markersize=9, linestyle="none",
-                              label="spread over seeds"))
+                              label=WHISKER_LABEL))
+    if missing:
+        handles.append(Patch(facecolor="none", edgecolor="#999999", hatch="////", label="no result"))
 
-    low = min(values_seen, default=0)
-    bottom = max(0, math.floor((low - 8) / 10) * 10)
-    ax.set_ylim(bottom, 102)  # room for a whisker or marker at 100
-    ax.set_yticks(range(bottom, 101, 10 if 100 - bottom > 40 else 5))
+    ax.set_ylim(0, 102)  # bars start at 0; room for a whisker or marker at 100
+    ax.set_yticks(range(0, 101, 10))
     ax.set_xlim(-0.6, len(groups) - 0.4)
     ax.set_xticks(range(len(groups)))
     ax.set_xticklabels(groups, rotation=35 if rotate else 0, ha="right" if rotate else "center",
@@ -162,21 +173,15 @@ def accuracy_figure(groups, accuracy, categories, title, seeds=None, note=None):
 
 
 def write_figure(fig, stem, formats=FORMATS):
-    """Save as <stem>.png/.pdf/.svg (each written to a temporary file and renamed); the paths written."""
-    os.makedirs(os.path.dirname(os.path.abspath(stem)), exist_ok=True)
+    """Save as <stem>.png/.pdf/.svg (each through vlprompt.fileio.atomic_write: a temporary file renamed into
+    place, removed on failure and, if a kill leaves it, by the next write); the paths written."""
+    from .fileio import atomic_write
+
     written = []
     for fmt in formats:
         path = f"{stem}.{fmt}"
-        fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=os.path.dirname(
-            os.path.abspath(path)))
-        try:
-            with os.fdopen(fd, "wb") as f:
-                fig.savefig(f, format=fmt, dpi=150, metadata={"Date": None} if fmt in ("pdf", "svg") else None)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        with atomic_write(path, "wb") as f:
+            fig.savefig(f, format=fmt, dpi=150, metadata={"Date": None} if fmt in ("pdf", "svg") else None)
         written.append(path)
     return written
 
@@ -198,19 +203,10 @@ def _seed_hms(row):
     return None
 
 
-def _std_whiskers(row, key):
-    """Without per-seed values: mean ± the table's standard deviation as the spread."""
-    mean, std = row.get(key), row.get(f"{key}_std")
-    if mean is None or not std:
-        return None
-    return [mean - std, mean + std]
-
-
 def base2new_table_figure(table):
     rows = list(table["rows"]) + ([table["average"]] if table.get("average") else [])
     names = [r["dataset"].replace("Average ", "Avg ") for r in rows]
-    seeds = {"Base": [_per_seed(r, "base") or _std_whiskers(r, "base") for r in rows],
-             "New": [_per_seed(r, "new") or _std_whiskers(r, "new") for r in rows],
+    seeds = {"Base": [_per_seed(r, "base") for r in rows], "New": [_per_seed(r, "new") for r in rows],
              "HM": [_seed_hms(r) for r in rows]}
     paper = None
     if any(r.get("paper") for r in rows):
@@ -234,7 +230,8 @@ def xd_table_figure(table, xd_targets, dg_targets):
             categories.append(category)
             seeds.append(seed_values)
 
-    add("ImageNet (source)", columns.get("ImageNet"), "source", per_seed.get("ImageNet"))
+    source = table.get("source", "ImageNet")
+    add(f"{source} (source)", columns.get(source), "source", per_seed.get(source))
     for name in xd_targets:
         add(name, columns.get(name), "cross-dataset", per_seed.get(name))
     if table.get("xd_average"):
@@ -243,10 +240,10 @@ def xd_table_figure(table, xd_targets, dg_targets):
         add(name, columns.get(name), "domain generalization", per_seed.get(name))
     if table.get("dg_average"):
         add(f"Avg ({table['dg_average'][1]} variants)", table["dg_average"][0], "average")
-    for name in sorted(set(columns) - set(xd_targets) - set(dg_targets) - {"ImageNet"}):
+    for name in sorted(set(columns) - set(xd_targets) - set(dg_targets) - {source}):
         add(name, columns[name], "cross-dataset", per_seed.get(name))
     variant = f" {table['variant']}" if table.get("variant") else ""
-    title = f"{table['method']} / {table['config']}{variant}: cross-dataset and domain generalization (source ImageNet)"
+    title = f"{table['method']} / {table['config']}{variant}: cross-dataset and domain generalization (source {source})"
     return accuracy_figure(groups, values, categories, title, seeds=seeds)
 
 
@@ -267,6 +264,83 @@ def dg_table_figure(table):
     return accuracy_figure(groups, values, categories, title, seeds=seeds)
 
 
+def zeroshot_table_figure(table):
+    rows = [r for r in table["rows"]]
+    variant = f" {table['variant']}" if table.get("variant") else ""
+    return accuracy_figure([r["dataset"] for r in rows], [r["accuracy"] for r in rows], ["source"] * len(rows),
+                           f"{table['method']} / {table['config']}{variant}: zero-shot accuracy")
+
+
+def fewshot_figure(panels, shots, title, method_label, zero_shot_label="Zero-shot CLIP"):
+    """CoOp's few-shot figure: one panel per dataset (and the average), accuracy against the number of labelled
+    images per class. panels: [(name, {k: mean}, {k: [per-seed values]}, zero-shot accuracy or None)]; shots:
+    the shot counts, in order. The method is a line with markers and a band from the lowest to the highest
+    seed; zero-shot CLIP a star at 0 shots and a dashed line across the panel."""
+    Figure = _matplotlib()
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    n = max(1, len(panels))
+    ncols = min(4, n)
+    nrows = math.ceil(n / ncols)
+    fig = Figure(figsize=(3.2 * ncols + 0.4, 2.7 * nrows + 1.0), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    xs = list(range(1, len(shots) + 1))
+    colour, star_colour = PALETTE[0], PALETTE[3]
+    band = zero = False
+    for index, (name, means, per_seed, zero_shot) in enumerate(panels):
+        ax = axes[index // ncols][index % ncols]
+        present = [(x, k) for x, k in zip(xs, shots) if means.get(k) is not None]
+        ax.plot([x for x, _ in present], [means[k] for _, k in present], marker="o", markersize=4, color=colour,
+                linewidth=1.5, zorder=3)
+        spans = [(x, min(per_seed[k]), max(per_seed[k])) for x, k in present if len(per_seed.get(k) or ()) > 1]
+        if spans:
+            band = True
+            ax.fill_between([x for x, _, _ in spans], [lo for _, lo, _ in spans], [hi for _, _, hi in spans],
+                            color=colour, alpha=0.2, linewidth=0, zorder=2)
+        if zero_shot is not None:
+            zero = True
+            ax.axhline(zero_shot, color=star_colour, linestyle="--", linewidth=1, zorder=2.5)
+            ax.plot([0], [zero_shot], marker="*", markersize=11, color=star_colour, linestyle="none", zorder=4)
+        for x, k in zip(xs, shots):
+            if means.get(k) is None:
+                ax.text(x, 0.02, "n/a", transform=ax.get_xaxis_transform(), ha="center", fontsize=6, color="#777777")
+        ax.set_title(name, fontsize=10)
+        ax.set_xticks([0] + xs)
+        ax.set_xticklabels(["0"] + [("all" if k == -1 else str(k)) for k in shots], fontsize=8)
+        ax.set_xlim(-0.5, len(shots) + 0.5)
+        ax.tick_params(axis="y", labelsize=8)
+        ax.grid(True, color="#e5e5e5", zorder=0)
+        for side in ("top", "right"):
+            ax.spines[side].set_visible(False)
+        if index % ncols == 0:
+            ax.set_ylabel("Accuracy (%)", fontsize=9)
+        if index // ncols == nrows - 1:
+            ax.set_xlabel("Labelled images per class", fontsize=9)
+    for index in range(n, nrows * ncols):
+        axes[index // ncols][index % ncols].set_visible(False)
+    handles = [Line2D([], [], color=colour, marker="o", markersize=4, label=method_label)]
+    if band:
+        handles.append(Patch(color=colour, alpha=0.2, label="min-max over seeds"))
+    if zero:
+        handles.append(Line2D([], [], color=star_colour, marker="*", markersize=10, linestyle="--",
+                              label=zero_shot_label))
+    _fit_text(fig, title, handles)
+    return fig
+
+
+def fewshot_table_figure(table):
+    shots = table["all_shots"]
+    panels = [(r["dataset"], {k: v[0] for k, v in r["shots"].items()}, r.get("per_seed") or {}, r.get("zero_shot"))
+              for r in table["rows"]]
+    if table.get("average"):
+        avg = table["average"]
+        panels.append(("Average", {k: v[0] for k, v in avg["shots"].items()}, {}, avg.get("zero_shot")))
+    variant = f" {table['variant']}" if table.get("variant") else ""
+    title = f"{table['method']} / {table['config']}{variant}: few-shot"
+    return fewshot_figure(panels, shots, title, f"{table['method']} ({table.get('backbone') or table['config']})")
+
+
 def table_figure(table):
     """The figure for one of vlprompt.results' tables (by its "kind")."""
     kind = table.get("kind")
@@ -278,6 +352,10 @@ def table_figure(table):
         return xd_table_figure(table, XD_TARGETS, DG_TARGETS)
     if kind == "dg":
         return dg_table_figure(table)
+    if kind == "fewshot":
+        return fewshot_table_figure(table)
+    if kind == "zeroshot":
+        return zeroshot_table_figure(table)
     raise ValueError(f"no figure for tables of kind {kind!r}")
 
 

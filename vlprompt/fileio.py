@@ -7,14 +7,14 @@ concurrent writer never leaves a truncated file behind. A temporary file is name
 its target is written, or by `remove_stale_temp_files` when a run starts in its directory.
 """
 import contextlib
-import glob
+import errno
 import json
 import os
 import pickle
 import socket
 import tempfile
 
-from .errors import CheckpointError, MissingFileError
+from .errors import CheckpointError, MissingFileError, OutputWriteError
 
 TEMP_SUFFIX = ".tmp"
 
@@ -44,36 +44,92 @@ def _owner_is_gone(tmp_name):
     return False
 
 
-def remove_stale_temp_files(directory, recursive=False, target=None):
-    """Remove temp files left in `directory` by killed writers (only those whose process is gone)."""
-    pattern = f".{glob.escape(os.path.basename(target))}.*{TEMP_SUFFIX}" if target else f".*{TEMP_SUFFIX}"
-    where = os.path.join(glob.escape(directory), "**", pattern) if recursive else os.path.join(glob.escape(directory), pattern)
+def remove_stale_temp_files(directory, subfolders=False, target=None):
+    """Remove temp files left in `directory` by killed writers (only those whose process is gone): there
+    and, with subfolders=True, in its immediate subfolders (a run's checkpoint folders) -- where a run writes
+    its own temporary files, and nowhere else: no deeper walk, and no symlink followed (an output folder may
+    hold a link to a dataset)."""
+    prefix = f".{os.path.basename(target)}." if target else "."
+    folders = [directory]
+    if subfolders:
+        with contextlib.suppress(OSError):
+            folders += [e.path for e in os.scandir(directory) if e.is_dir(follow_symlinks=False)]
     removed = []
-    for tmp in glob.glob(where, recursive=recursive):
-        if _owner_is_gone(tmp):
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(tmp)
-                removed.append(tmp)
+    for folder in folders:
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.name.startswith(prefix) and entry.name.endswith(TEMP_SUFFIX) and \
+                    entry.is_file(follow_symlinks=False) and _owner_is_gone(entry.path):
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(entry.path)
+                    removed.append(entry.path)
     return removed
+
+
+def current_umask():
+    """The process's umask, read without changing it (Linux: /proc/self/status), else by setting and
+    restoring it."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def file_mode():
+    """The mode open() gives a new file: 0o666 less the umask (so `umask 002` makes it group-writable)."""
+    return 0o666 & ~current_umask()
 
 
 @contextlib.contextmanager
 def atomic_write(path, mode="wb"):
-    """Open a temporary file next to `path`; on success it replaces `path` in one rename."""
+    """Open a temporary file next to `path`; on success it replaces `path` in one rename. The file gets the
+    mode open() would give it (the umask decides; mkstemp's own 0600 would hide results, checkpoints and
+    caches from the group that shares an output tree or a data folder)."""
     directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    remove_stale_temp_files(directory, target=path)
-    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=TEMP_SUFFIX, dir=directory)
     try:
+        os.makedirs(directory, exist_ok=True)
+        remove_stale_temp_files(directory, target=path)
+        fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=TEMP_SUFFIX, dir=directory)
+    except OSError as e:
+        raise _write_error(path, e) from None
+    try:
+        os.fchmod(fd, file_mode())
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
+        if isinstance(e, OSError) and e.errno in _STORAGE_ERRORS and not isinstance(e, OutputWriteError):
+            raise _write_error(path, e) from None
         raise
+
+
+# What a full disk, a quota or a read-only or forbidden folder raise: the user's to fix, named in one line.
+_STORAGE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG, errno.ENOTDIR,
+                   errno.EEXIST}
+
+
+def _write_error(path, error):
+    if isinstance(error, OutputWriteError):
+        return error
+    cause = error.strerror or str(error)
+    failure = OutputWriteError(f"Cannot write {path}: {cause}. Nothing was left half-written; free space, fix the "
+                               "folder's permissions or choose another output folder, then re-run (a run resumes from "
+                               "its last checkpoint)")
+    failure.errno = error.errno  # callers that can do without the file (caches) still tell a full disk apart
+    return failure
 
 
 def write_json_atomic(obj, path, indent=4):

@@ -55,10 +55,13 @@ class IVLPCLIP(VisionLanguagePromptedCLIP):
     """Static inputs: the class text features g(t_k; P^i) and the vision prompts V, V^i."""
 
     def __init__(self, clip_model, classnames, n_ctx_text=2, n_ctx_vision=2, ctx_init="a photo of a",
-                 depth_text=9, depth_vision=9, rng_before_clip=None, round_fp16=False):
+                 depth_text=9, depth_vision=9, rng_before_clip=None, round_fp16=False, full_context=False):
         """rng_before_clip: the CPU generator state before CLIP was built; given, the prompts are the
         original's from the same seed (vlprompt.deep_prompts.clip_constructor_draws). round_fp16: the
-        prompts made in CLIP's blocks reach the towers rounded to float16, as in the original."""
+        prompts made in CLIP's blocks reach the towers rounded to float16, as in the original.
+        full_context: the text tower runs on all 77 positions, as the original's, not on the class
+        prompts cut after their last EOT token (vlprompt.prompted_clip: the same function, but with the
+        rounding of round_fp16 only the whole context trains the original's model from its seed)."""
         super().__init__(clip_model)
         drawn = None
         if rng_before_clip is not None:
@@ -70,3 +73,4 @@ class IVLPCLIP(VisionLanguagePromptedCLIP):
                                               n_ctx_vision, ctx_init, depth_text, depth_vision, drawn)
         # The original's `.half()` where its prompts enter CLIP's blocks (vlprompt.prompted_clip).
         self.text_encoder.round_prompts_fp16 = self.image_encoder.round_prompts_fp16 = round_fp16
+        self.text_encoder.full_context = full_context

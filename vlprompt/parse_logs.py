@@ -10,6 +10,11 @@ not used: a plain copy of the tree gives every file the same one.
 A metric is read after the end signal: "Finish training" (Dassl >= 0.6.1) or "Finished training"
 (older Dassl, which MaPLe's copy of the parser expects), or "=> result" for test-only logs. The last
 match wins; 1- and 2-decimal numbers are both read.
+
+Runs are averaged only if they are one setting: where the run directories record their identity (vlprompt
+writes identity.json), runs of different settings (another MAX_EPOCH, PREC, CLIP file, shot count...) are
+refused with the keys that differ; a mix of identified and unidentified runs is refused too. Logs of the
+original code (no identity) are averaged as the original parser does.
 """
 import glob
 import math
@@ -18,6 +23,9 @@ import re
 from collections import OrderedDict
 
 import numpy as np
+
+from .errors import UserError
+from .run_identity import DATA_KEYS, differences, read_identity, trained_model, upgrade, variant_fingerprint
 
 TRAIN_END_SIGNALS = ("Finish training", "Finished training")
 TEST_END_SIGNALS = ("=> result",)
@@ -62,6 +70,47 @@ def parse_log(path, keyword="accuracy", test_log=False):
     return value
 
 
+class ParseError(UserError, ValueError):
+    pass
+
+
+def _setting(identity):
+    """What runs that may be averaged share: the variant (everything but the seed and the data; for an
+    evaluation, the model it loads) and the shots the model was trained with."""
+    trained = trained_model(identity) if identity.get("kind") == "eval" else None
+    shots = trained.get("shots", identity.get("shots")) if trained else identity.get("shots")
+    return variant_fingerprint(identity), shots
+
+
+def check_one_setting(run_dirs, where):
+    """Refuse to average runs of different settings (module docstring); the identities found."""
+    identities = {d: read_identity(d) for d in run_dirs}
+    known = {d: upgrade(i) for d, i in identities.items() if i}
+    unknown = [d for d, i in identities.items() if not i]
+    names = lambda dirs: ", ".join(os.path.basename(d.rstrip("/")) or d for d in dirs)  # noqa: E731
+    if known and unknown:
+        raise ParseError(f"under {where}, {names(known)} record their run identity and {names(unknown)} do not (another "
+                         "codebase's run?): they cannot be told to be one setting, so they are not averaged. Move "
+                         "the unidentified runs away, or parse them separately")
+    settings = {}
+    for d, identity in known.items():
+        settings.setdefault(_setting(identity), []).append(d)
+    if len(settings) > 1:
+        (first_key, first_dirs), *others = settings.items()
+        reference = known[first_dirs[0]]
+        parts = []
+        for key, dirs in others:
+            diff = differences(reference, known[dirs[0]], ignore=DATA_KEYS)
+            diff = [d for d in diff if not d.startswith(("evaluated model", "kind of run"))]
+            if key[1] != first_key[1]:
+                diff.insert(0, f"shots: {first_key[1]} -> {key[1]}")
+            parts.append(f"{names(dirs)}: " + ("; ".join(diff) or "other settings"))
+        raise ParseError(f"the runs under {where} are {len(settings)} different settings, so their mean would mix "
+                         f"them. Against {names(first_dirs)}: " + " | ".join(parts) + ". Parse each setting's "
+                         "folders on their own (`vlprompt results` groups them for you)")
+    return known
+
+
 def compute_ci95(values):
     return 1.96 * np.std(values) / np.sqrt(len(values))
 
@@ -74,11 +123,12 @@ def parse_directory(directory, keyword="accuracy", test_log=False, ci95=False, o
     """
     out(f"Parsing files in {directory}")
     if not os.path.isdir(directory):
-        raise ValueError(f"Not a directory: {directory}")
+        raise ParseError(f"Not a directory: {directory}")
     subdirs = sorted(d for d in os.listdir(directory) if not d.startswith(".") and os.path.isdir(os.path.join(directory, d)))
     run_dirs = [os.path.join(directory, d) for d in subdirs]
     if not run_dirs and run_logs(directory):
         run_dirs = [directory]  # a single run directory was given
+    check_one_setting(run_dirs, directory)
     values, problems = [], []
     seeds = sorted(int(d[4:]) for d in subdirs if re.fullmatch(r"seed\d+", d))
     if seeds:
@@ -100,7 +150,7 @@ def parse_directory(directory, keyword="accuracy", test_log=False, ci95=False, o
         values.append(value)
         out(f"file: {logs[0]}. {keyword}: {value:.2f}%. ")
     if not values:
-        raise ValueError(f"Nothing found in {directory}:\n  " + "\n  ".join(problems or ["no run directories"]))
+        raise ParseError(f"Nothing found in {directory}:\n  " + "\n  ".join(problems or ["no run directories"]))
     for problem in problems:
         out(f"WARNING: {problem}")
     mean = float(np.mean(values))
@@ -117,11 +167,44 @@ def parse_directory(directory, keyword="accuracy", test_log=False, ci95=False, o
 
 def parse_multi_exp(directory, keyword="accuracy", test_log=False, ci95=False, out=print):
     """Each subdirectory is an experiment of seed directories; prints the mean of the experiment means."""
+    if not os.path.isdir(directory):
+        raise ParseError(f"Not a directory: {directory}")
+    experiments = sorted(d for d in os.listdir(directory) if not d.startswith("."))
+    # one setting across the experiments too (their data differ, the model and how it is tested must not)
+    check_one_setting([os.path.join(directory, name, seed) for name in experiments
+                       if os.path.isdir(os.path.join(directory, name))
+                       for seed in sorted(os.listdir(os.path.join(directory, name)))
+                       if os.path.isdir(os.path.join(directory, name, seed))], directory)
     means = []
-    for name in sorted(d for d in os.listdir(directory) if not d.startswith(".")):
+    for name in experiments:
         means.append(parse_directory(os.path.join(directory, name), keyword, test_log, ci95, out)[keyword])
         out("")
     out("Average performance")
     average = float(np.mean(means)) if means else math.nan
     out(f"* {keyword}: {average:.2f}%")
     return average
+
+
+def main(argv=None):
+    """parse_test_res.py's command line (CoOp's and MaPLe's): mean and std of a metric over seed folders."""
+    import argparse
+
+    from .errors import EXIT_USER_ERROR, report_user_error
+
+    parser = argparse.ArgumentParser(description="Mean and std of a metric over the seed directories of an experiment, "
+                                                 "read from the logs")
+    parser.add_argument("directory", type=str, help="path to directory")
+    parser.add_argument("--ci95", action="store_true", help="compute 95%% confidence interval")
+    parser.add_argument("--test-log", action="store_true", help="parse test-only logs")
+    parser.add_argument("--multi-exp", action="store_true", help="parse multiple experiments")
+    parser.add_argument("--keyword", default="accuracy", type=str, help="which keyword to extract")
+    args = parser.parse_args(argv)
+    try:
+        if args.multi_exp:
+            parse_multi_exp(args.directory, args.keyword, args.test_log, args.ci95)
+        else:
+            parse_directory(args.directory, args.keyword, args.test_log, args.ci95)
+    except UserError as e:
+        report_user_error(e)
+        return EXIT_USER_ERROR
+    return 0

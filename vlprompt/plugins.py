@@ -5,11 +5,14 @@ copied into), not in the installed library. Tools that need them (`vlprompt data
 look in, in order: the folder given on the command line (`--repo DIR`) or $VLPROMPT_REPO (either must
 hold what is looked for), the current directory, and vlprompt's own codebase: the checkout it is imported
 from, or the copy of train.py, configs/, trainers/ and datasets/ a wheel installs with it. A codebase's
-`datasets/` package is imported from its files under its own name, as its train.py would, so its
-relative imports work; `sys.path` is left as it was.
+`datasets/` package is imported from its files under a private package name
+(`_vlprompt_codebase_<hash>.datasets`), so that its relative imports work and it never shadows an installed
+package; `sys.path` is left as it was.
 """
 import glob
+import hashlib
 import importlib
+import importlib.machinery
 import importlib.util
 import os
 import sys
@@ -48,26 +51,60 @@ def find_codebase(marker, repo=None, what="the codebase"):
                            f"--repo DIR, or set {REPO_ENV}=DIR")
 
 
+def codebase_package(folder):
+    """The private package name a codebase's trainers/ and datasets/ are imported under: never `trainers` or
+    `datasets` (a top-level `datasets` would shadow HuggingFace's), one per codebase folder."""
+    digest = hashlib.sha256(os.path.realpath(folder).encode()).hexdigest()[:10]
+    return f"_vlprompt_codebase_{digest}"
+
+
+def _package(name, path):
+    """A namespace-like package `name` whose submodules are looked up in `path` (no sys.path change)."""
+    module = sys.modules.get(name)
+    if module is None:
+        init = os.path.join(path, "__init__.py")
+        if os.path.isfile(init):
+            spec = importlib.util.spec_from_file_location(name, init, submodule_search_locations=[path])
+        else:  # a folder without __init__.py (the codebase's root): a package with no code of its own
+            spec = importlib.machinery.ModuleSpec(name, None, is_package=True)
+            spec.submodule_search_locations = [path]
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        try:
+            if spec.loader is not None:
+                spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[name]
+            raise
+    return module
+
+
 def import_package_modules(folder, package):
-    """Import every `<folder>/<package>/*.py` (not starting with "_") as `<package>.<module>`."""
-    package_dir = os.path.join(folder, package)
-    loaded = sys.modules.get(package)
-    if loaded is None:
-        init = os.path.join(package_dir, "__init__.py")
-        spec = importlib.util.spec_from_file_location(package, init if os.path.isfile(init) else None,
-                                                      submodule_search_locations=[package_dir])
-        loaded = importlib.util.module_from_spec(spec)
-        sys.modules[package] = loaded
-        if spec.loader is not None:
-            spec.loader.exec_module(loaded)
-    elif os.path.abspath(package_dir) not in [os.path.abspath(p) for p in getattr(loaded, "__path__", [])]:
-        raise CodebaseNotFound(f"A package named {package!r} is already imported from "
-                               f"{getattr(loaded, '__file__', None) or list(getattr(loaded, '__path__', []))}, not "
-                               f"from {package_dir}: run the command in a fresh interpreter")
+    """Import every `<folder>/<package>/*.py` (not starting with "_") from its file, as a module of the
+    codebase's private package (codebase_package); its relative imports work. Returns the module names."""
+    root = codebase_package(folder)
+    _package(root, os.path.abspath(folder))
+    _package(f"{root}.{package}", os.path.join(os.path.abspath(folder), package))
     names = []
-    for path in sorted(glob.glob(os.path.join(glob.escape(package_dir), "*.py"))):
+    for path in sorted(glob.glob(os.path.join(glob.escape(os.path.join(folder, package)), "*.py"))):
         name = os.path.splitext(os.path.basename(path))[0]
         if not name.startswith("_"):
-            importlib.import_module(f"{package}.{name}")
+            importlib.import_module(f"{root}.{package}.{name}")
             names.append(name)
     return names
+
+
+def load_codebase(folder, packages=("trainers", "datasets")):
+    """Import a codebase's trainers/ and datasets/ (each module registers what it defines), once per folder."""
+    for package in packages:
+        if os.path.isdir(os.path.join(folder, package)):
+            import_package_modules(folder, package)
+
+
+def is_codebase_module(module_name, folder=None, package=None):
+    """Whether a module (a class's __module__) comes from a codebase's trainers/ or datasets/ (of `folder`,
+    when given)."""
+    parts = module_name.split(".")
+    if len(parts) < 3 or not parts[0].startswith("_vlprompt_codebase_"):
+        return False
+    return (folder is None or parts[0] == codebase_package(folder)) and (package is None or parts[1] == package)

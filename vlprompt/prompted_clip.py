@@ -21,6 +21,19 @@ i >= 1. The output is ln_post(class token) @ proj; patch tokens can be returned 
 after being expanded to the batch, forward and gradient, as the original IVLP/VPT code's `.half()` does
 before concatenating them with float32 hidden states. Their trainers turn it on to reproduce it.
 
+`full_context` (an attribute of the text tower, False by default): the tower runs on all of CLIP's
+context positions (77), the positions after the given prompts holding the padding token's embedding, as
+CLIP's own encode_text and the originals do. The cut sequences give the same function but not the same
+rounding: the CPU attention kernel (scaled_dot_product_attention, causal) works through a sequence in
+blocks whose sizes depend on its length, so a row of a 12-token sequence differs from the same row of the
+77-token one in the last bits (~1e-7; measured on an AVX512 CPU, only lengths that are multiples of 16, or
+67 and more, agree with 77). That is small alone, but the original's `.half()` also rounds each sequence's
+gradient of a deep prompt to float16, which turns some of these differences into whole float16 steps
+(5e-4 relative), and SGD amplifies them over the steps (IVLP on the tiny CLIP, 64-wide towers, 16 shots,
+2 epochs: 4e-4 to 4e-3 in the final logits, against 0 with the whole context; issue #24). IVLP turns it
+on (TEXT_FULL_CONTEXT) so that a seed trains the original's model; it costs 77/L times the text tower's
+work on L-token prompts.
+
 Deep prompts are given per layer: `deep_prompts[i]` is used before block i (entry 0 must be None,
 the input-level prompts play that role); an entry may be None (that layer carries the previous
 layer's outputs forward), a [n, width] tensor shared by the batch, or a [batch, n, width] tensor.
@@ -75,6 +88,7 @@ class PromptedTextEncoder(nn.Module):
     """CLIP's text tower over prompt embeddings, with optional deep (per-layer) prompts."""
 
     round_prompts_fp16 = False  # see the module docstring
+    full_context = False  # see the module docstring
 
     def __init__(self, clip_model):
         super().__init__()
@@ -128,6 +142,9 @@ class PromptedTextEncoder(nn.Module):
                 raise ValueError(f"deep text prompts at layer {i} have {p.shape[-2]} tokens; the prompts have "
                                  f"{slots} context slots after SOT for them to replace (deep prompts replace "
                                  "the input context and must not overwrite the class name)")
+        if self.full_context:
+            prompts = self._padded_to_context(prompts)
+            length = prompts.shape[1]
         x = prompts.to(dtype) + self.positional_embedding[:length].to(dtype)
         x = x.permute(1, 0, 2)  # NLD -> LND
         mask = causal_mask(length, dtype, x.device)
@@ -139,6 +156,15 @@ class PromptedTextEncoder(nn.Module):
         x = x[eot_indices, torch.arange(n_seq, device=x.device)]  # only the EOT rows are needed
         x = self.ln_final(x).to(dtype)
         return x @ self.text_projection
+
+    def _padded_to_context(self, prompts):
+        """prompts [N, L, width] extended to [N, context_length, width] with the embedding of the padding
+        token (id 0, what CLIP's tokenizer puts after EOT), so the tower sees the original's input."""
+        missing = self.context_length - prompts.shape[1]
+        if missing <= 0:
+            return prompts
+        pad = self.token_embedding.weight[0].detach().to(device=prompts.device, dtype=prompts.dtype)
+        return torch.cat([prompts, pad.expand(prompts.shape[0], missing, -1)], dim=1)
 
     def encode_token_ids(self, token_ids):
         """CLIP's encode_text for [N, L] token ids, via this tower (sequences cut at their last EOT)."""

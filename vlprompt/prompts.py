@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .errors import ConfigValueError
+from .validation import check_choice
 from .clip_loader import bpe_length, tokenize
 
 CLASS_TOKEN_POSITIONS = ("end", "middle", "front")
@@ -73,6 +73,25 @@ def learnable_context(text_encoder, n_ctx=16, ctx_init="", n_cls=None):
     return vectors.to(dtype), n_ctx, prompt_prefix
 
 
+class ContextPrompts(nn.Module):
+    """Learnable context vectors `ctx` in fixed class prompts: CoOp's prompt learner, shared by the methods
+    that keep CoOp's prompt and change its initialisation or its training (KgCoOp, ProGrad). ctx is
+    [n_ctx, width] (shared) or [n_cls, n_ctx, width] (class-specific); `class_prompts` a ClassPrompts."""
+
+    def __init__(self, ctx_vectors, class_prompts):
+        super().__init__()
+        self.ctx = nn.Parameter(ctx_vectors)
+        self.class_prompts = class_prompts
+
+    @property
+    def eot_indices(self):
+        return self.class_prompts.eot_indices
+
+    def forward(self):
+        """Token embeddings of every class prompt, [n_cls, L, width]."""
+        return self.class_prompts(self.ctx)
+
+
 def meta_net(in_dim, out_dim, dtype=torch.float32):
     """CoCoOp's Meta-Net: Linear(in -> in/16) -> ReLU -> Linear(in/16 -> out), with the original's names."""
     return nn.Sequential(OrderedDict([
@@ -91,8 +110,7 @@ class ClassPrompts(nn.Module):
 
     def __init__(self, text_encoder, classnames, prompt_prefix, n_ctx, class_token_position="end"):
         super().__init__()
-        if class_token_position not in CLASS_TOKEN_POSITIONS:
-            raise ConfigValueError(f"CLASS_TOKEN_POSITION must be one of {CLASS_TOKEN_POSITIONS}, got {class_token_position!r}")
+        check_choice("CLASS_TOKEN_POSITION", class_token_position, CLASS_TOKEN_POSITIONS)
         names = [clean_classname(name) for name in classnames]
         self.classnames = names
         self.n_cls = len(names)

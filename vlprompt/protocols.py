@@ -17,8 +17,8 @@ DePT's methods (coop_dept, ...: its runner's config names) write its runner's tr
     zeroshot     zero-shot CLIP evaluated on each dataset (one stage)
 
 The epoch a test loads is the one its training run saved last; it is not known when planning (the
-training has not run), so a test's argv holds TRAINED_EPOCH after `--load-epoch`, and the launcher
-calls `resolve_argv` just before running it: it reads the training run's `<name>/checkpoint` pointer,
+training has not run), so a test's RunSpec holds TRAINED_EPOCH as its load_epoch, and the launcher
+calls `resolve_spec` just before running it: it reads the training run's `<name>/checkpoint` pointer,
 as scripts/_protocols.sh does (`load_epoch=` plans a given epoch instead, like the scripts' LOADEP).
 
 This module imports neither torch nor CLIP (`vlprompt run --status` plans without them).
@@ -27,10 +27,8 @@ import glob
 import os
 
 from .errors import UserError
-from .launchers.base import Run
 from .run_identity import variant_name
-
-TRAINED_EPOCH = "{trained_epoch}"  # in a test's argv: the epoch its training run saved (resolve_argv)
+from .run_spec import TRAINED_EPOCH, Run, RunSpec
 
 PROTOCOLS = ("base2new", "xd", "imagenet_dg", "dg", "fewshot", "zeroshot")
 
@@ -44,12 +42,15 @@ METHODS = {
     "vpt": ("VPT", "vit_b16_c2_ep5_batch4_4", "vit_b16_c2_ep5_batch4_4"),
     "metaprompt": ("MetaPrompt", "vit_b16_c2_ep8_batch16_2+2ctx", None),
     "copl": ("CoPL", "vit_b16_c4_ep10_batch1_ctxv1", "vit_b16_c4_ep10_batch1_ctxv1"),
+    "kgcoop": ("KgCoOp", "vit_b16_ep100_ctxv1", "vit_b16_ep100_ctxv1"),  # its configs hold W 8.0 (docs/KGCOOP.md)
+    "prograd": ("ProGrad", "vit_b16_ep100_ctxv1", "vit_b16_ep100_ctxv1"),  # few-shot: CoOp's main.sh (docs/PROGRAD.md)
     "coop": ("CoOp", None, None),               # fewshot (scripts/coop/main.sh), xd / imagenet_dg (eval.sh)
     "zsclip": ("ZeroshotCLIP", None, None),     # zeroshot (scripts/zsclip/zeroshot.sh)
     "promptsrc": ("PromptSRC", "vit_b16_c2_ep20_batch4_4+4ctx", "vit_b16_c2_ep20_batch4_4+4ctx_cross_datasets"),
     # DePT: the names of its runner's configs (parallel_runner.py --cfg coop_dept), one config for both protocols
     "coop_dept": ("ExtrasLinearProbeCoOp", "vit_b16_ep10_bs4_lr35", "vit_b16_ep10_bs4_lr35"),
     "cocoop_dept": ("ExtrasLinearProbeCoCoOp", "vit_b16_c4_ep10_batch1_ctxv1", "vit_b16_c4_ep10_batch1_ctxv1"),
+    "kgcoop_dept": ("ExtrasLinearProbeKgCoOp", "vit_b16_ep10_ctxv1_bs4_lr35", "vit_b16_ep10_ctxv1_bs4_lr35"),
     "maple_dept": ("ExtrasLinearProbeMaPLe", "vit_b16_c2_ep10_batch4_2ctx", "vit_b16_c2_ep10_batch4_2ctx"),
 }
 # Methods whose runs use DePT's runner's output tree (its train_base/test_new folders under base2new/<runner>/).
@@ -71,6 +72,7 @@ DG_DOMAINS = {"pacs": ["art_painting", "cartoon", "photo", "sketch"], "vlcs": ["
               "office_home": ["art", "clipart", "product", "real_world"],
               "domainnet": ["clipart", "infograph", "painting", "quickdraw", "real", "sketch"]}
 FEWSHOT_SHOTS = (1, 2, 4, 8, 16)
+FEWSHOT_METHODS = ("coop", "prograd")  # CoOp's few-shot protocol and script (ProGrad's prograd.sh is its main.sh)
 # CoOp: M=16 context tokens, shared (CSC False), class token at the end (the originals' main table)
 COOP_CONTEXT = {"ctp": "end", "nctx": 16, "csc": False}
 
@@ -101,6 +103,20 @@ def coop_config(backbone, shots, dataset):
     return f"{backbone}_ep100" if shots in (2, 4) else backbone
 
 
+def variant_suffix(opts, variant=None):
+    """The suffix of a variant's config folder: `variant` None names it from the KEY VALUE options as the
+    scripts do (VARIANT unset), "" keeps the plain tree, a name gives "+name" (the scripts' VARIANT)."""
+    opts = [str(o) for o in opts]
+    if variant is not None and ("/" in variant or variant.startswith(".")):
+        raise ProtocolError(f"VARIANT={variant}: a variant name is one folder-name part (no '/', not starting "
+                            "with '.')")
+    if len(opts) % 2:
+        raise ProtocolError(f"options must be KEY VALUE pairs; got an odd number: {' '.join(opts)}")
+    if variant is None:
+        return variant_name(opts)
+    return f"+{variant}" if variant else ""
+
+
 class Planner:
     """Builds the runs of the protocols: one method per kind of run, each the train.py command line and output
     directory of one script of scripts/ (named in its docstring). The plans below and the scripts
@@ -116,15 +132,7 @@ class Planner:
         self.repo = find_codebase("train.py", repo, "vlprompt's codebase (train.py and configs/)")
         self.data, self.output = data, os.path.abspath(output)
         self.opts = [str(o) for o in opts]
-        if variant is not None and ("/" in variant or variant.startswith(".")):
-            raise ProtocolError(f"VARIANT={variant}: a variant name is one folder-name part (no '/', not starting "
-                                "with '.')")
-        if len(self.opts) % 2:
-            raise ProtocolError(f"options must be KEY VALUE pairs; got an odd number: {' '.join(self.opts)}")
-        if variant is None:  # as the scripts name it (VARIANT unset)
-            self.suffix = variant_name(self.opts)
-        else:
-            self.suffix = f"+{variant}" if variant else ""
+        self.suffix = variant_suffix(self.opts, variant)
 
     def dataset_config(self, dataset):
         path = os.path.join(self.repo, "configs", "datasets", f"{dataset}.yaml")
@@ -143,19 +151,18 @@ class Planner:
     def out(self, *parts):
         return "/".join([self.output, *map(str, parts)])
 
-    def argv(self, trainer, config_trainer, cfg, dataset, seed, output_dir, *extra):
-        """train.py's command line (the scripts' order of arguments)."""
-        dataset_file, config_file = self.dataset_config(dataset), self.trainer_config(config_trainer, cfg)
-        head = ["--skip-finished", "--root", self.data]
-        if seed is not None:
-            head += ["--seed", str(seed)]
-        return head + ["--trainer", trainer, "--dataset-config-file", dataset_file, "--config-file", config_file,
-                       "--output-dir", output_dir, *map(str, extra)]
+    def spec(self, trainer, config_trainer, cfg, dataset, seed, output_dir, *opts, **flags):
+        """One run of a script (a finished one is skipped); opts: KEY VALUE options; flags: other RunSpec fields."""
+        return RunSpec(trainer=trainer, config_file=self.trainer_config(config_trainer, cfg),
+                       dataset_config_file=self.dataset_config(dataset), output_dir=output_dir, root=self.data,
+                       seed=-1 if seed is None else int(seed), opts=tuple(str(o) for o in opts), skip_finished=True,
+                       **flags)
 
-    def test_argv(self, trainer, cfg, dataset, seed, output_dir, model_dir, load_epoch, *extra):
-        epoch = TRAINED_EPOCH if load_epoch is None else str(load_epoch)
-        return self.argv(trainer, trainer, cfg, dataset, seed, output_dir, "--model-dir", model_dir,
-                         "--load-epoch", epoch, "--eval-only", *extra)
+    def test_spec(self, trainer, cfg, dataset, seed, output_dir, model_dir, load_epoch, *opts):
+        """An evaluation of the model in model_dir (load_epoch None: the epoch its training run saved last)."""
+        epoch = TRAINED_EPOCH if load_epoch is None else int(load_epoch)
+        return self.spec(trainer, trainer, cfg, dataset, seed, output_dir, *opts, model_dir=model_dir,
+                         load_epoch=epoch, eval_only=True)
 
     # base-to-new (scripts/<method>/base2new_*.sh) ----------------------------------------------------
     def b2n_tail(self, trainer, cfg, dataset, seed, shots):
@@ -173,16 +180,16 @@ class Planner:
     def base2new_train(self, trainer, cfg, dataset, seed, shots=16, runner=None):
         """base2new_train.sh: 16-shot training on the base classes; its final test is the base accuracy."""
         out_dir = self.b2n_dirs(trainer, cfg, dataset, seed, shots, runner)[0]
-        return Run(f"{dataset}-seed{seed}-train", self.argv(
+        return Run(f"{dataset}-seed{seed}-train", self.spec(
             trainer, trainer, cfg, dataset, seed, out_dir, "DATASET.NUM_SHOTS", shots, "DATASET.SUBSAMPLE_CLASSES",
-            "base", *self.opts), out_dir)
+            "base", *self.opts))
 
     def base2new_test(self, trainer, cfg, dataset, seed, shots=16, load_epoch=None, runner=None):
         """base2new_test.sh: the base-trained model evaluated on the new classes."""
         model_dir, out_dir = self.b2n_dirs(trainer, cfg, dataset, seed, shots, runner)
-        return Run(f"{dataset}-seed{seed}-test", self.test_argv(
+        return Run(f"{dataset}-seed{seed}-test", self.test_spec(
             trainer, cfg, dataset, seed, out_dir, model_dir, load_epoch, "DATASET.NUM_SHOTS", shots,
-            "DATASET.SUBSAMPLE_CLASSES", "new", *self.opts), out_dir, after=[f"{dataset}-seed{seed}-train"])
+            "DATASET.SUBSAMPLE_CLASSES", "new", *self.opts), after=[f"{dataset}-seed{seed}-train"])
 
     # cross-dataset and ImageNet DG (xd_*.sh) -------------------------------------------------------
     def xd_folder(self, trainer, cfg, shots):
@@ -205,45 +212,44 @@ class Planner:
         user's (a few-shot protocol's per-dataset ones)."""
         out_dir = self.xd_dirs(trainer, cfg, source, seed, shots, runner)
         subsample = ["DATASET.SUBSAMPLE_CLASSES", "all"] if runner else []  # DePT's runner says so
-        return Run(f"{source}-seed{seed}-train", self.argv(trainer, trainer, cfg, source, seed, out_dir,
-                                                           "DATASET.NUM_SHOTS", shots, *subsample, *extra, *self.opts),
-                   out_dir)
+        return Run(f"{source}-seed{seed}-train", self.spec(trainer, trainer, cfg, source, seed, out_dir,
+                                                           "DATASET.NUM_SHOTS", shots, *subsample, *extra, *self.opts))
 
     def xd_test(self, trainer, cfg, target, seed, shots=16, load_epoch=None, source="imagenet", runner=None):
         """xd_test.sh: the source model on all classes and the whole test set of another dataset."""
         model_dir = self.xd_dirs(trainer, cfg, source, seed, shots, runner)
         out_dir = self.xd_dirs(trainer, cfg, target, seed, shots, runner, source=source)
         extra = ["DATASET.NUM_SHOTS", shots, "DATASET.SUBSAMPLE_CLASSES", "all"] if runner else []
-        return Run(f"{target}-seed{seed}-test", self.test_argv(trainer, cfg, target, seed, out_dir, model_dir,
+        return Run(f"{target}-seed{seed}-test", self.test_spec(trainer, cfg, target, seed, out_dir, model_dir,
                                                                load_epoch, *extra, *self.opts),
-                   out_dir, after=[f"{source}-seed{seed}-train"])
+                   after=[f"{source}-seed{seed}-train"])
 
-    # CoOp (scripts/coop/main.sh, eval.sh) ------------------------------------------------------------
-    def coop_folder(self, cfg, shots, ctp, nctx, csc):
-        return f"CoOp/{cfg}_{shots}shots/nctx{nctx}_csc{csc}_ctp{ctp}{self.suffix}"
+    # CoOp (scripts/coop/main.sh, eval.sh; ProGrad's main.sh is CoOp's with its trainer) ----------------
+    def coop_folder(self, cfg, shots, ctp, nctx, csc, trainer="CoOp"):
+        return f"{trainer}/{cfg}_{shots}shots/nctx{nctx}_csc{csc}_ctp{ctp}{self.suffix}"
 
-    def coop_train(self, dataset, cfg, seed, shots, ctp="end", nctx=16, csc=False):
+    def coop_train(self, dataset, cfg, seed, shots, ctp="end", nctx=16, csc=False, trainer="CoOp"):
         """main.sh DATASET CFG CTP NCTX SHOTS CSC, one seed: few-shot training, then the test set."""
-        out_dir = self.out(dataset, self.coop_folder(cfg, shots, ctp, nctx, csc), f"seed{seed}")
-        return Run(f"{dataset}-{shots}shots-seed{seed}", self.argv(
-            "CoOp", "CoOp", cfg, dataset, seed, out_dir, *_coop_options(ctp, nctx, csc), "DATASET.NUM_SHOTS", shots,
-            *self.opts), out_dir)
+        out_dir = self.out(dataset, self.coop_folder(cfg, shots, ctp, nctx, csc, trainer), f"seed{seed}")
+        return Run(f"{dataset}-{shots}shots-seed{seed}", self.spec(
+            trainer, trainer, cfg, dataset, seed, out_dir, *_coop_options(ctp, nctx, csc), "DATASET.NUM_SHOTS", shots,
+            *self.opts))
 
-    def coop_test(self, dataset, cfg, seed, load_epoch=None, ctp="end", nctx=16, csc=False):
-        """eval.sh DATASET CFG, one seed: the 16-shot ImageNet model (main.sh imagenet CFG end 16 16 False)."""
-        folder = self.coop_folder(cfg, 16, ctp, nctx, csc)
+    def coop_test(self, dataset, cfg, seed, load_epoch=None, ctp="end", nctx=16, csc=False, shots=16):
+        """eval.sh DATASET CFG, one seed: the ImageNet model trained with `shots` (SHOTS, default 16: main.sh
+        imagenet CFG end 16 16 False)."""
+        folder = self.coop_folder(cfg, shots, ctp, nctx, csc)
         model_dir, out_dir = self.out("imagenet", folder, f"seed{seed}"), self.out("evaluation", folder, dataset,
                                                                                   f"seed{seed}")
-        return Run(f"{dataset}-seed{seed}-test", self.test_argv(
+        return Run(f"{dataset}-seed{seed}-test", self.test_spec(
             "CoOp", cfg, dataset, seed, out_dir, model_dir, load_epoch, *_coop_options(ctp, nctx, csc), *self.opts),
-            out_dir, after=[f"imagenet-{16}shots-seed{seed}"])
+            after=[f"imagenet-{shots}shots-seed{seed}"])
 
     # zero-shot CLIP (scripts/zsclip/zeroshot.sh) -----------------------------------------------------
     def zeroshot(self, trainer, cfg, dataset):
         """zeroshot.sh DATASET CFG: no seed, no training (configs/trainers/CoOp/CFG.yaml)."""
         out_dir = self.out(trainer, f"{cfg}{self.suffix}", dataset)
-        return Run(dataset, self.argv(trainer, "CoOp", cfg, dataset, None, out_dir, "--eval-only", *self.opts),
-                   out_dir)
+        return Run(dataset, self.spec(trainer, "CoOp", cfg, dataset, None, out_dir, *self.opts, eval_only=True))
 
     # leave-one-domain-out DG (scripts/metaprompt/dg.sh) ----------------------------------------------
     def dg_train(self, trainer, cfg, dataset, target, seed, shots):
@@ -252,34 +258,32 @@ class Planner:
         if target not in domains:
             raise ProtocolError(f"{target!r} is not a domain of {dataset}; choose one of: {' '.join(domains)}")
         out_dir = self.out("dg", dataset, f"shots_{shots}", trainer, f"{cfg}{self.suffix}", target, f"seed{seed}")
-        argv = self.argv(trainer, trainer, cfg, dataset, seed, out_dir, "DATASET.NUM_SHOTS", shots, *self.opts)
-        i = argv.index("--output-dir")  # dg.sh passes --target-domains before --output-dir
-        return Run(f"{dataset}-{target}-seed{seed}", argv[:i] + ["--target-domains", target] + argv[i:], out_dir)
+        return Run(f"{dataset}-{target}-seed{seed}", self.spec(trainer, trainer, cfg, dataset, seed, out_dir,
+                                                               "DATASET.NUM_SHOTS", shots, *self.opts,
+                                                               target_domains=(target,)))
 
     # released weights (scripts/<method>/reproduce*.sh) -----------------------------------------------
+    # Their evaluations get a tree of their own, OUTPUT/released/..., laid out as your own runs' tree, so the
+    # two never share (or refuse each other's) folders; `vlprompt results` reads both and never mixes them.
     def released_base2new(self, trainer, cfg, dataset, seed, model_dir, epoch, shots=16):
-        """reproduce.sh: a released base-class model evaluated on the base and on the new classes (where
-        base2new_train.sh's final test and base2new_test.sh write)."""
+        """reproduce.sh: a released base-class model evaluated on the base and on the new classes."""
         tail = self.b2n_tail(trainer, cfg, dataset, seed, shots)
-        return [Run(f"{dataset}-seed{seed}-test-{sub}", self.argv(
-            trainer, trainer, cfg, dataset, seed, self.out(f"base2new/test_{sub}", tail), "--model-dir", model_dir,
-            "--load-epoch", epoch, "--eval-only", "DATASET.NUM_SHOTS", shots, "DATASET.SUBSAMPLE_CLASSES", sub,
-            *self.opts), self.out(f"base2new/test_{sub}", tail)) for sub in ("base", "new")]
+        return [Run(f"{dataset}-seed{seed}-test-{sub}", self.test_spec(
+            trainer, cfg, dataset, seed, self.out(f"released/base2new/test_{sub}", tail), model_dir, epoch,
+            "DATASET.NUM_SHOTS", shots, "DATASET.SUBSAMPLE_CLASSES", sub, *self.opts)) for sub in ("base", "new")]
 
     def released_fewshot(self, trainer, cfg, dataset, seed, shots, model_dir, epoch):
         """reproduce_few_shot.sh (PromptSRC): a released K-shot model on its dataset's test set
-        (few_shot/<dataset>/<TRAINER>/<CFG>_<K>shots/seed<S>)."""
-        out_dir = self.out("few_shot", dataset, self.xd_folder(trainer, cfg, shots), f"seed{seed}")
-        return Run(f"{dataset}-{shots}shots-seed{seed}-test", self.argv(
-            trainer, trainer, cfg, dataset, seed, out_dir, "--model-dir", model_dir, "--load-epoch", epoch,
-            "--eval-only", "DATASET.NUM_SHOTS", shots, *self.opts), out_dir)
+        (released/few_shot/<dataset>/<TRAINER>/<CFG>_<K>shots/seed<S>)."""
+        out_dir = self.out("released/few_shot", dataset, self.xd_folder(trainer, cfg, shots), f"seed{seed}")
+        return Run(f"{dataset}-{shots}shots-seed{seed}-test", self.test_spec(
+            trainer, cfg, dataset, seed, out_dir, model_dir, epoch, "DATASET.NUM_SHOTS", shots, *self.opts))
 
     def released_xd(self, trainer, cfg, dataset, seed, model_dir, epoch, shots=16):
-        """reproduce_xd.sh: a released ImageNet model on all classes of a dataset (where xd_test.sh writes)."""
-        out_dir = self.out("evaluation", self.xd_folder(trainer, cfg, shots), dataset, f"seed{seed}")
-        return Run(f"{dataset}-seed{seed}-test", self.argv(trainer, trainer, cfg, dataset, seed, out_dir,
-                                                           "--model-dir", model_dir, "--load-epoch", epoch,
-                                                           "--eval-only", *self.opts), out_dir)
+        """reproduce_xd.sh: a released ImageNet model on all classes of a dataset."""
+        out_dir = self.out("released/evaluation", self.xd_folder(trainer, cfg, shots), dataset, f"seed{seed}")
+        return Run(f"{dataset}-seed{seed}-test", self.test_spec(trainer, cfg, dataset, seed, out_dir, model_dir, epoch,
+                                                                *self.opts))
 
 
 def plan(protocol, method, data, output, datasets=None, seeds=(1, 2, 3), shots=None, opts=(), variant=None,
@@ -313,10 +317,10 @@ def plan(protocol, method, data, output, datasets=None, seeds=(1, 2, 3), shots=N
         return [[p.xd_train(trainer, config, d, s, k, extra=fewshot_options(method, d, config))
                  for d in datasets or BASE2NEW_DATASETS for k in shots_list or FEWSHOT_SHOTS for s in seeds]]
     if protocol == "fewshot":
-        if method != "coop":
-            raise ProtocolError("the few-shot protocol has scripts for coop and promptsrc only (scripts/coop/main.sh, "
-                                "scripts/promptsrc/few_shot.sh)")
-        return [[p.coop_train(d, cfg or coop_config(backbone or "rn50", k, d), s, k, **COOP_CONTEXT)
+        if method not in FEWSHOT_METHODS:
+            raise ProtocolError(f"the few-shot protocol has scripts for {' and '.join(FEWSHOT_METHODS)} only "
+                                "(scripts/<method>/main.sh), and promptsrc's (scripts/promptsrc/few_shot.sh)")
+        return [[p.coop_train(d, cfg or coop_config(backbone or "rn50", k, d), s, k, trainer=trainer, **COOP_CONTEXT)
                  for d in datasets or BASE2NEW_DATASETS for k in shots_list or FEWSHOT_SHOTS for s in seeds]]
     if protocol == "zeroshot":
         if method != "zsclip":
@@ -397,9 +401,16 @@ def released_epoch(model_dir):
     return str(max(epochs))
 
 
-def resolve_argv(argv, suffix=""):
-    """A run's argv with TRAINED_EPOCH replaced by the epoch its --model-dir's training run saved (suffix: as
+def resolve_spec(spec, suffix=""):
+    """A run's spec with TRAINED_EPOCH replaced by the epoch its model_dir's training run saved (suffix: as
     trained_epoch's)."""
+    if spec.load_epoch == TRAINED_EPOCH:
+        return spec.replace(load_epoch=int(trained_epoch(spec.model_dir, suffix)))
+    return spec
+
+
+def resolve_argv(argv, suffix=""):
+    """resolve_spec for a train.py command line."""
     argv = list(argv)
     if TRAINED_EPOCH in argv:
         argv[argv.index(TRAINED_EPOCH)] = trained_epoch(argv[argv.index("--model-dir") + 1], suffix)

@@ -10,7 +10,7 @@
 The `local` launcher (vlprompt.launchers.local) runs the plan on long-lived workers, JOBS_PER_GPU per GPU
 (the CPU, one at a time, without one); `slurm` (vlprompt.launchers.slurm) submits it. Finished runs are
 skipped and interrupted ones resume (the run identity decides), so running the command again retries what
-failed. Each run's console output goes to OUTPUT/runner-logs/<protocol>-<method>/<run>.log; failures are
+failed. Each run's console output goes to OUTPUT/runner-logs/<protocol>-<method><variant>/<run>.log; failures are
 listed at the end (exit status 1) after the other runs have run.
 
 `--status` and planning import neither torch nor CLIP.
@@ -18,10 +18,11 @@ listed at the end (exit status 1) after the other runs have run.
 import importlib
 import os
 
-from .protocols import METHODS, all_runs, plan
+from .protocols import METHODS, all_runs, plan, variant_suffix
 
 # the table each protocol's results go to (vlprompt.results)
-TABLES = {"base2new": "base2new", "xd": "xd", "imagenet_dg": "xd", "dg": "dg"}
+TABLES = {"base2new": "base2new", "xd": "xd", "imagenet_dg": "xd", "dg": "dg", "fewshot": "fewshot",
+          "zeroshot": "zeroshot"}
 LAUNCHERS = ("local", "slurm")
 
 
@@ -70,9 +71,12 @@ def status(stages, launcher="local", output=None, out=print, log_dir=None):
     return counts
 
 
-def runner_log_dir(output, protocol, method):
-    """Where the local launcher writes each run's console output (<run name>.log)."""
-    return os.path.join(output, "runner-logs", f"{protocol}-{method}")
+def runner_log_dir(output, protocol, method, opts=(), variant=None):
+    """Where the local launcher writes each run's console output (<run name>.log): one folder per protocol,
+    method and variant (its folder suffix, as the runs' own folders), so two variants never share logs."""
+    if variant is None:
+        variant = os.environ.get("VARIANT")
+    return os.path.join(output, "runner-logs", f"{protocol}-{method}{variant_suffix(opts, variant)}")
 
 
 def _launcher_module(name):
@@ -90,7 +94,7 @@ def run_protocol(protocol, method, output, data, datasets=None, seeds=(1, 2, 3),
     the failed runs."""
     stages = plan_protocol(protocol, method, output, data, datasets, seeds, shots, opts, repo, variant)
     runs = all_runs(stages)
-    log_dir = runner_log_dir(output, protocol, method)
+    log_dir = runner_log_dir(output, protocol, method, opts, variant)
     module = _launcher_module(launcher)
     if launcher == "local":
         slots = gpu_slots(gpus, jobs_per_gpu)

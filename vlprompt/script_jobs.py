@@ -22,11 +22,16 @@ import sys
 
 from .errors import EXIT_USER_ERROR, UserError, report_user_error
 from .protocols import (DEPT_RUNNERS, DG_CONFIG, FEWSHOT_CONFIGS, METHODS, Planner, ProtocolError, dg_domains,
-                        fewshot_options, released_epoch, resolve_argv)
+                        fewshot_options, released_epoch, resolve_spec)
 
 
 class UsageError(UserError):
     pass
+
+
+# What a script's refusal of an output directory holding another run names as the ways out.
+WAY_OUT = ("Set VARIANT=<name> to give this run a directory of its own (VARIANT= unset names it from the KEY VALUE "
+           "options), or OUTPUT=<another folder>")
 
 
 def _env(name, default=None):
@@ -47,6 +52,15 @@ def _integer(value, what):
     except ValueError:
         raise ProtocolError(f"{what}: {value!r} is not a seed (an integer)") from None
     return value
+
+
+def _shots(default):
+    """$SHOTS (default `default`), checked to be a shot count, so that a bad one stops the job before any run."""
+    text = _env("SHOTS", default)
+    if not text.lstrip("-").isdigit() or not (int(text) >= 1 or int(text) == -1):
+        raise ProtocolError(f"SHOTS={text!r} is not a shot count: expected an integer K >= 1 (images per class), or -1 "
+                            "for all images")
+    return text
 
 
 def _seeds():
@@ -84,17 +98,17 @@ def _runner(method):
 
 def _base2new_train(p, method, dataset, seed):
     trainer, cfg = _method(method, 1)
-    return [p.base2new_train(trainer, cfg, dataset, seed, _env("SHOTS", "16"), _runner(method))]
+    return [p.base2new_train(trainer, cfg, dataset, seed, _shots("16"), _runner(method))]
 
 
 def _base2new_test(p, method, dataset, seed):
     trainer, cfg = _method(method, 1)
-    return [p.base2new_test(trainer, cfg, dataset, seed, _env("SHOTS", "16"), _env("LOADEP"), _runner(method))]
+    return [p.base2new_test(trainer, cfg, dataset, seed, _shots("16"), _env("LOADEP"), _runner(method))]
 
 
 def _xd_train(p, method, dataset, seed):
     trainer, cfg = _method(method, 2)
-    return [p.xd_train(trainer, cfg, dataset, seed, _env("SHOTS", "16"), _runner(method))]
+    return [p.xd_train(trainer, cfg, dataset, seed, _shots("16"), _runner(method))]
 
 
 def _xd_train_source(p, method, seed):
@@ -103,7 +117,7 @@ def _xd_train_source(p, method, seed):
 
 def _xd_test(p, method, dataset, seed):
     trainer, cfg = _method(method, 2)
-    return [p.xd_test(trainer, cfg, dataset, seed, _env("SHOTS", "16"), _env("LOADEP"),
+    return [p.xd_test(trainer, cfg, dataset, seed, _shots("16"), _env("LOADEP"),
                       _env("SOURCE_DATASET", "imagenet"), _runner(method))]
 
 
@@ -114,7 +128,7 @@ def _reproduce_base2new(p, method, dataset, seed, weights):
         raise ProtocolError(f"no {model_dir}: WEIGHTSPATH must be the unzipped folder of one dataset, holding "
                             "base/seed1 base/seed2 base/seed3")
     epoch = _env("LOADEP") or released_epoch(model_dir)
-    return p.released_base2new(trainer, cfg, dataset, seed, model_dir, epoch, _env("SHOTS", "16"))
+    return p.released_base2new(trainer, cfg, dataset, seed, model_dir, epoch, _shots("16"))
 
 
 def _reproduce_xd(p, method, dataset, seed, weights):
@@ -124,7 +138,7 @@ def _reproduce_xd(p, method, dataset, seed, weights):
         raise ProtocolError(f"no {model_dir}: WEIGHTSPATH must be the unzipped ImageNet folder, holding seed1 seed2 "
                             "seed3")
     epoch = _env("LOADEP") or released_epoch(model_dir)
-    return [p.released_xd(trainer, cfg, dataset, seed, model_dir, epoch, _env("SHOTS", "16"))]
+    return [p.released_xd(trainer, cfg, dataset, seed, model_dir, epoch, _shots("16"))]
 
 
 def _dg_train(p, method, dataset, target, seed, shots):
@@ -159,11 +173,11 @@ def _reproduce_few_shot(p, method, dataset, shots, weights):
 
 
 def _coop_main(p, method, dataset, cfg, ctp, nctx, shots, csc):
-    return [p.coop_train(dataset, cfg, seed, shots, ctp, nctx, csc) for seed in _seeds()]
+    return [p.coop_train(dataset, cfg, seed, shots, ctp, nctx, csc, METHODS[method][0]) for seed in _seeds()]
 
 
 def _coop_eval(p, method, dataset, cfg):
-    return [p.coop_test(dataset, cfg, seed, _env("LOADEP"), "end", 16, "False") for seed in _seeds()]
+    return [p.coop_test(dataset, cfg, seed, _env("LOADEP"), "end", 16, "False", _shots("16")) for seed in _seeds()]
 
 
 def _zeroshot(p, method, dataset, cfg):
@@ -188,6 +202,20 @@ JOBS = {
 }
 
 
+def _is_int(text, low):
+    return text.lstrip("-").isdigit() and int(text) >= low
+
+
+# A script's positional arguments that are checked before anything runs: name -> (test, what is allowed)
+POSITIONAL_CHECKS = {
+    "SEED": (lambda v: _is_int(v, -1), "a seed (an integer >= 0)"),
+    "SHOTS": (lambda v: _is_int(v, 1) or v == "-1", "a shot count (an integer >= 1, or -1 for all images)"),
+    "NCTX": (lambda v: _is_int(v, 1), "a number of context tokens (an integer >= 1)"),
+    "CSC": (lambda v: v in ("True", "False"), "True or False (class-specific context)"),
+    "CTP": (lambda v: v in ("end", "middle", "front"), "end, middle or front (the class token's position)"),
+}
+
+
 def plan_job(job, method, args, repo, script="script"):
     """The runs of `script`'s job for its arguments (positional, then KEY VALUE options) and the
     planner that built them."""
@@ -196,49 +224,50 @@ def plan_job(job, method, args, repo, script="script"):
         raise UsageError(f"usage: bash {script} {' '.join(names)} [KEY VALUE ...]{hint}")
     positional, opts = args[:len(names)], args[len(names):]
     for name, value in zip(names, positional):
-        if name == "SEED":
-            _integer(value, "SEED")
+        check = POSITIONAL_CHECKS.get(name)
+        if check is not None and not check[0](value):
+            raise ProtocolError(f"{name} {value!r} is not allowed: expected {check[1]}")
     planner = _planner(repo, opts)
     return build(planner, method, *positional), planner
 
 
 def _announce(run):
     """The line reproduce*.sh prints before each evaluation of released weights."""
-    model_dir, epoch = (run.argv[run.argv.index(flag) + 1] for flag in ("--model-dir", "--load-epoch"))
-    return f"Evaluating {model_dir} (epoch {epoch}); results go to {run.output_dir}"
+    return f"Evaluating {run.spec.model_dir} (epoch {run.spec.load_epoch}); results go to {run.output_dir}"
 
 
 def execute(runs, planner, dry_run=False, announce=False, out=print):
-    """Run `runs` one after another with train.py in this process (or print their command lines); returns
-    the exit status: a single run's own; for several, 0, or 2 when some failed (each is reported and the
-    others still run, as the bash loops did)."""
+    """Run `runs` one after another in this process through the library's entry point (or print their
+    train.py command lines); returns the exit status: a single run's own; for several, 0, or 2 when some
+    failed (each is reported and the others still run, as the bash loops did)."""
+    from .entry import execute as execute_run
     from .errors import run_main
-    from .launchers.base import _train_module
 
-    argvs = [resolve_argv(run.argv, planner.suffix) for run in runs]  # every test's model, before any run
+    specs = [resolve_spec(run.spec, planner.suffix) for run in runs]  # every test's model, before any run
     train_py = os.path.join(planner.repo, "train.py")
     if dry_run:
-        for run, argv in zip(runs, argvs):
+        for run, spec in zip(runs, specs):
             if announce:
                 out(_announce(run))
-            out(shlex.join([sys.executable, train_py, *argv]))
+            out(shlex.join([sys.executable, train_py, *spec.argv()]))
         return 0
-    module = _train_module(planner.repo)
+
+    def one(spec):
+        return execute_run(spec, codebase=planner.repo, way_out=WAY_OUT)
+
     if len(runs) == 1:
         if announce:
             out(_announce(runs[0]))
-        sys.argv[:] = [train_py, *argvs[0]]
-        return run_main(module.main, argvs[0])
+        return run_main(lambda _: one(specs[0]))
     from .data import index_reuse
     from .launchers.base import ProcessState, run_isolated
 
     index_reuse.enable()  # the runs share dataset indexes (vlprompt.data.index_reuse)
     state, failed = ProcessState(), []
-    for run, argv in zip(runs, argvs):
+    for run, spec in zip(runs, specs):
         if announce:
             out(_announce(run))
-        sys.argv[:] = [train_py, *argv]
-        if run_isolated(lambda: module.main(argv), state) is not None:
+        if run_isolated(lambda: one(spec), state) is not None:
             failed.append(run)
     if failed:
         names = " ".join(os.path.relpath(run.output_dir, planner.output) for run in failed)

@@ -24,18 +24,19 @@ import time
 import torch
 import torch.nn.functional as F
 
-from . import __version__
+from .version import __version__
 from .clip_loader import load_clip
 from .cuda_graphs import GraphedForward
 from .data import image_cache
 from .engine import ENGINE, TrainerX, build_lr_scheduler, build_optimizer, compute_accuracy
 from .config import ensure_node, set_default
 from .engine import load_pretrained_weights
-from .errors import ConfigValueError, MissingFileError, UserError
+from .engine.loaders import fit_evaluation_workers
+from .errors import ConfigValueError, MissingFileError, NonFiniteError, UserError
 from .fileio import atomic_write, load_torch_file, torch_save_atomic, write_json_atomic
 from .precision import PRECISIONS, apply_to_clip, resolve_precision
 from .resume import capture_rng_state, checkpoint_epochs, kill_point, restore_rng_state
-from .validation import RUN_WARNINGS
+from .validation import RUN_WARNINGS, check_choice
 
 CHECKPOINT_EXTRA_KEYS = ("token_prefix", "token_suffix")
 
@@ -90,8 +91,13 @@ class PromptTrainer(TrainerX):
     # The method's keys under cfg.TRAINER.<CONFIG_NODE> and their defaults, stated once: add_config adds them
     # to a config, method_option falls back on them. The originals' keys keep their names and values.
     CONFIG_DEFAULTS = {}
+    # The method's enumerated keys -> their allowed values, checked before a run starts (vlprompt.validation)
+    CONFIG_CHOICES = {"PREC": PRECISIONS}
     CHECKPOINT_NAME = "prompt_learner"  # folder of the checkpoints in the output dir (the originals' name)
     HAS_TRAINABLE_PROMPTS = True  # False: nothing to train or load (zero-shot CLIP)
+    # Raised by a release that changes what this method computes from unchanged settings: its earlier runs are
+    # then other runs (vlprompt.run_identity). 0 is left out of the fingerprint.
+    RESULTS_REVISION = 0
 
     # ------------------------------------------------------------------------------ method hooks
     @classmethod
@@ -150,7 +156,13 @@ class PromptTrainer(TrainerX):
 
     def method_option(self, key):
         """A method key; its CONFIG_DEFAULTS value where a Dassl codebase's own train.py did not add it."""
-        return self.method_cfg.get(key, self.CONFIG_DEFAULTS[key])
+        return self.config_option(self.cfg, key)
+
+    @classmethod
+    def config_option(cls, cfg, key):
+        """method_option for a config, before a trainer exists."""
+        node = cfg.TRAINER.get(cls.CONFIG_NODE, None) if cls.CONFIG_NODE else None
+        return (node or {}).get(key, cls.CONFIG_DEFAULTS[key])
 
     def check_cfg(self, cfg):
         if self.CONFIG_NODE is None:
@@ -159,19 +171,24 @@ class PromptTrainer(TrainerX):
             raise KeyError(
                 f"cfg.TRAINER.{self.CONFIG_NODE} is missing: add the trainers' config keys before merging config "
                 "files (vlprompt.config.extend_cfg(cfg) does it; train.py calls it).")
-        prec = cfg.TRAINER[self.CONFIG_NODE].get("PREC", self.CONFIG_DEFAULTS["PREC"])
-        if prec not in PRECISIONS:
-            raise ConfigValueError(f"TRAINER.{self.CONFIG_NODE}.PREC {prec!r} is not allowed: expected one of "
-                                   f"{', '.join(PRECISIONS)}")
+        for key, allowed in self.CONFIG_CHOICES.items():  # also where a codebase's own train.py builds us
+            check_choice(f"TRAINER.{self.CONFIG_NODE}.{key}", self.config_option(cfg, key), allowed)
 
     def build_data_loader(self):
         super().build_data_loader()
-        image_cache.attach(self)  # evaluation reads preprocessed test images (vlprompt/data/image_cache.py)
+        fit_evaluation_workers(self)
+        image_cache.attach(self)  # evaluation reads preprocessed test images (vlprompt/data/image_cache)
+
+    @classmethod
+    def run_precision(cls, cfg, device, verbose=True):
+        """The Precision a run of this trainer computes with for PREC on `device` (a trainer may adjust it,
+        e.g. VPT's fp16 that the original ran in fp32). Also what the run's identity records, before the
+        trainer is built."""
+        prec = cls.config_option(cfg, "PREC") if cls.CONFIG_NODE else "fp16"
+        return resolve_precision(prec, device, verbose=verbose)
 
     def build_precision(self):
-        """The Precision for PREC (a trainer may adjust it, e.g. VPT's fp16 that the original ran in fp32)."""
-        prec = self.method_option("PREC") if self.CONFIG_NODE else "fp16"
-        return resolve_precision(prec, self.device)
+        return self.run_precision(self.cfg, self.device)
 
     def build_model(self):
         cfg = self.cfg
@@ -242,10 +259,23 @@ class PromptTrainer(TrainerX):
 
     def check_finite(self, loss):
         if not torch.isfinite(loss).all():
-            raise FloatingPointError(
+            raise NonFiniteError(
                 f"Loss is {loss.detach().float().item()} at epoch {self.epoch + 1}, batch {self.batch_idx + 1} "
-                f"(PREC {self.precision.requested}, running as {self.precision.name}). Half precision is the usual "
+                f"{self._nan_advice()}")
+
+    def _nan_advice(self):
+        return (f"(PREC {self.precision.requested}, running as {self.precision.name}). Half precision is the usual "
                 f"cause: try TRAINER.{self.CONFIG_NODE}.PREC amp or fp32, or a lower OPTIM.LR.")
+
+    def check_parameters_finite(self, when):
+        """The trainable tensors, before a checkpoint or a result is written: a loss can stay finite while the
+        prompts are not (an infinite learning rate step), and such a model must not be saved or reported."""
+        for name in self.get_model_names():
+            module = self.registered[name][0]
+            bad = [n for n, p in module.named_parameters() if not torch.isfinite(p.detach()).all()]
+            if bad:
+                raise NonFiniteError(f"Trained parameters {', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''} are "
+                                     f"NaN or infinite {when} {self._nan_advice()} Nothing was saved.")
 
     def backward_and_update(self, loss, names=None):
         """zero_grad -> backward (loss-scaled under amp) -> optimizer step, after the NaN/Inf check."""
@@ -270,8 +300,13 @@ class PromptTrainer(TrainerX):
         epoch_no = self.epoch + 1
         if not self._is_kept_checkpoint(epoch_no):
             self.save_model(self.epoch, self.output_dir)
-        for name in self.get_model_names():  # older resume points (also one a killed run left behind)
-            folder = osp.join(self.output_dir, name)
+        self.remove_old_resume_points(self.output_dir, epoch_no)
+
+    def remove_old_resume_points(self, directory, epoch_no):
+        """Remove the resume points of epochs before `epoch_no` that Dassl would not keep (also one that a run
+        killed between writing a checkpoint and this clean-up left behind: the resumed run calls it too)."""
+        for name in self.get_model_names():
+            folder = osp.join(directory, name)
             for old in checkpoint_epochs(folder):
                 if old < epoch_no and not self._is_kept_checkpoint(old):
                     with contextlib.suppress(FileNotFoundError):
@@ -281,6 +316,7 @@ class PromptTrainer(TrainerX):
         """Dassl's checkpoint (state_dict, epoch, optimizer, scheduler, val_result) plus what an exact
         resume needs (`resume`: random states, GradScaler, best validation result, the method's own state).
         The file is written atomically before the `checkpoint` pointer, so no kill loses a completed epoch."""
+        self.check_parameters_finite(f"at epoch {epoch + 1}")
         resume = {"rng": capture_rng_state(), "scaler": self.scaler.state_dict() if self.scaler is not None else None,
                   "best_result": self.best_result}
         method_state = self.method_resume_state()
@@ -338,6 +374,7 @@ class PromptTrainer(TrainerX):
                   "the resumed run will not be bit-identical to an uninterrupted one")
         print(f"Previous epoch: {epoch}")
         self.resumed_from = epoch
+        self.remove_old_resume_points(directory, epoch)
         return epoch
 
     def _is_kept_checkpoint(self, epoch_no):
@@ -415,6 +452,7 @@ class PromptTrainer(TrainerX):
     # ------------------------------------------------------------------------------------ results
     def write_result(self, metrics):
         """Write `<OUTPUT_DIR>/result.json`: what ran, on what, and the metrics (tables read these)."""
+        self.check_parameters_finite("before the result is written")
         cfg = self.cfg
         info = dict(self.run_info)
         loaded = getattr(self, "loaded_checkpoint", None)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Deep language prompting (IVLP without vision prompts): evaluate released base-to-new weights of one dataset and seed on its base classes
-# (output/base2new/test_base/...) and new classes (output/base2new/test_new/...).
+# (output/released/base2new/test_base/...) and new classes (output/released/base2new/test_new/...),
+# a tree of its own, apart from your own training runs.
 # WEIGHTSPATH: the unzipped folder of that dataset, holding base/seed<SEED>/<Name>/model.pth.tar-N.
 # Usage: DATA=/path/to/datasets bash scripts/language-prompting/reproduce.sh DATASET SEED WEIGHTSPATH [KEY VALUE ...]
 source "$(dirname "${BASH_SOURCE[0]}")/../_protocols.sh"

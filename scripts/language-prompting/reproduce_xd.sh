@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Deep language prompting (IVLP without vision prompts): evaluate released ImageNet weights of one seed on all classes of DATASET (cross-dataset /
-# domain generalization; output/evaluation/..., where xd_test.sh writes).
+# domain generalization; output/released/evaluation/..., a tree of its own, laid out as xd_test.sh's).
 # WEIGHTSPATH: the unzipped ImageNet folder, holding seed<SEED>/<Name>/model.pth.tar-N.
 # Usage: DATA=/path/to/datasets bash scripts/language-prompting/reproduce_xd.sh DATASET SEED WEIGHTSPATH [KEY VALUE ...]
 source "$(dirname "${BASH_SOURCE[0]}")/../_protocols.sh"

@@ -239,8 +239,12 @@ def check(root, names=None, opts=None, images="open", out=print, repo=None):
         out(f"Data root not found: {os.path.abspath(os.path.expanduser(root))} (--root or $DATA)")
         return reports, False
     out(f"Checking datasets under {os.path.abspath(os.path.expanduser(root))}")
-    for name in requested or STANDARD_NAMES:
-        report = check_dataset(name, root, opts=opts, images=images, repo=repo)
+    for item in requested or STANDARD_NAMES:
+        # an item is a reader name, or (reader name, its dataset config's keys, the config's name)
+        name, config_opts, label = item if isinstance(item, tuple) else (item, {}, None)
+        report = check_dataset(name, root, opts={**config_opts, **(opts or {})}, images=images, repo=repo)
+        if label and label != name:
+            report.name = f"{name} ({label})"
         reports.append(report)
         out(format_report(report))
     if requested:

@@ -24,6 +24,7 @@ import os
 from vlprompt.engine import Datum
 
 from .benchmark import BenchmarkDataset, data_root
+from ..errors import ConfigValueError
 from .errors import DatasetLayoutError, MissingImagesError
 from .fewshot import fewshot_subsets
 
@@ -70,41 +71,60 @@ class FewShotDGDataset(BenchmarkDataset):
 
     def select(self, cfg, train, val, test):
         """K shots per class per source domain (val: min(K, 4)), through the cache; test untouched."""
-        subsample = cfg.DATASET.get("SUBSAMPLE_CLASSES", "all")
-        if subsample != "all":
-            raise ValueError(f"{type(self).__name__} is a domain-generalization dataset: DATASET.SUBSAMPLE_CLASSES "
-                             f"must be 'all', got {subsample!r}")
+        self.validate_config(cfg)
         train, val = self.fewshot_subsets(cfg, train, val)
         return train, val, test
 
     # ------------------------------------------------------------------------------------- domains
+    @classmethod
+    def validate_config(cls, cfg):
+        """The domain choice and the subsample, checked before a run starts (vlprompt.validation)."""
+        subsample = cfg.DATASET.get("SUBSAMPLE_CLASSES", "all")
+        if subsample != "all":
+            raise ConfigValueError(f"{cls.__name__} is a domain-generalization dataset: DATASET.SUBSAMPLE_CLASSES "
+                                   f"must be 'all', got {subsample!r}")
+        cls.domains_for(cfg, quiet=True)
+
     def resolve_domains(self, cfg):
+        return self.domains_for(cfg)
+
+    @classmethod
+    def domains_for(cls, cfg, quiet=False):
         """(source domains, target domains) from DATASET.TARGET_DOMAINS / SOURCE_DOMAINS / ID."""
-        name = type(self).__name__
+        name = cls.__name__
         targets = list(cfg.DATASET.TARGET_DOMAINS)
         sources = list(cfg.DATASET.SOURCE_DOMAINS)
-        domain_id = int(cfg.DATASET.get("ID", -1))
+        domain_id = cfg.DATASET.get("ID", -1)
+        if not isinstance(domain_id, int) or isinstance(domain_id, bool) or domain_id < -1 \
+                or domain_id >= len(cls.domains):
+            raise ConfigValueError(f"DATASET.ID {domain_id!r} is not allowed: expected the index of {name}'s target "
+                                   f"domain, {' '.join(f'{i}={d}' for i, d in enumerate(cls.domains))} (or -1: "
+                                   "--target-domains decides)")
         if domain_id >= 0:
-            if domain_id >= len(self.domains):
-                raise ValueError(f"{name}: DATASET.ID {domain_id} is out of range: the domains are "
-                                 f"{list(enumerate(self.domains))}")
             # As the MetaPrompt code: the ID alone decides; the lists its YAMLs carry are not read.
-            chosen = [self.domains[domain_id]]
-            others = [d for d in self.domains if d not in chosen]
-            if (targets and targets != chosen) or (sources and sources != others):
+            chosen = [cls.domains[domain_id]]
+            others = [d for d in cls.domains if d not in chosen]
+            if not quiet and ((targets and targets != chosen) or (sources and sources != others)):
                 print(f"{name}: DATASET.ID {domain_id} selects target {chosen} and sources {others}; it overrides "
                       f"DATASET.TARGET_DOMAINS {targets} and SOURCE_DOMAINS {sources} (as the MetaPrompt code does)")
             return others, chosen
         if not targets:
-            raise ValueError(f"{name}: choose the held-out domain with --target-domains (one of {self.domains}) or "
-                             f"DATASET.ID (its index)")
-        self.is_input_domain_valid(targets)
-        self.is_input_domain_valid(sources)
+            raise ConfigValueError(f"{name}: choose the held-out domain with --target-domains (one of "
+                                   f"{' '.join(cls.domains)}) or DATASET.ID (its index)")
+        for what, chosen in (("--target-domains / DATASET.TARGET_DOMAINS", targets),
+                             ("--source-domains / DATASET.SOURCE_DOMAINS", sources)):
+            unknown = [d for d in chosen if d not in cls.domains]
+            if unknown:
+                raise ConfigValueError(f"{what} {' '.join(unknown)} is not a domain of {name}: expected some of "
+                                       f"{' '.join(cls.domains)}")
         if not sources:
-            sources = [d for d in self.domains if d not in targets]
+            sources = [d for d in cls.domains if d not in targets]
         overlap = sorted(set(sources) & set(targets))
         if overlap:
-            raise ValueError(f"{name}: {overlap} is both a source and a target domain")
+            raise ConfigValueError(f"{name}: {' '.join(overlap)} is both a source and a target domain: hold out a "
+                                   "domain that is not among the sources")
+        if not sources:
+            raise ConfigValueError(f"{name}: every domain is a target; leave at least one to train on")
         return sources, targets
 
     # ------------------------------------------------------------------------------------ few-shot

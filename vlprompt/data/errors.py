@@ -1,7 +1,8 @@
 """The errors a dataset reader raises: one message that names the path and shows the expected layout."""
+from ..errors import UserError
 
 
-class DatasetLayoutError(FileNotFoundError):
+class DatasetLayoutError(UserError, FileNotFoundError):
     """A dataset file or folder is missing; the message names it (and, once a reader has added it, the
     expected layout). `path` is the missing path when there is one."""
 

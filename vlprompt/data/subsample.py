@@ -8,7 +8,7 @@ import math
 
 from vlprompt.engine import Datum
 
-SUBSAMPLE_CHOICES = ("all", "base", "new")
+from ..validation import SUBSAMPLE_CHOICES, check_choice
 
 
 def base_new_labels(labels, subsample):
@@ -18,8 +18,7 @@ def base_new_labels(labels, subsample):
 
 
 def subsample_classes(*datasets, subsample="all"):
-    if subsample not in SUBSAMPLE_CHOICES:
-        raise ValueError(f"DATASET.SUBSAMPLE_CLASSES must be one of {SUBSAMPLE_CHOICES}, got {subsample!r}")
+    check_choice("DATASET.SUBSAMPLE_CLASSES", subsample, SUBSAMPLE_CHOICES)
     if subsample == "all":
         return datasets
     selected = base_new_labels([item.label for item in datasets[0]], subsample)

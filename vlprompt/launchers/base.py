@@ -10,33 +10,27 @@ the machine):
              its holder dies); tested with a non-blocking flock of our own
     failed   train.py started it (identity.json exists) but it has no finished result and nobody holds
              the lock: it crashed, was killed, timed out or was cancelled; its log is `log.txt`
+    other    the directory holds another run: its identity records other options, trainer, config, seed or
+             kind than this run's command line (two variants planned into one tree with VARIANT=)
     pending  nothing has started it yet
 
 This module imports neither torch nor CLIP (`vlprompt run --status` reads states without them).
 """
 import dataclasses
 import fcntl
-import importlib.util
 import os
 import sys
 
+from ..protocols import resolve_spec
 from ..run_dir import LOCK_FILE, is_finished
 from ..run_identity import IDENTITY_FILE
+from ..run_spec import Run  # noqa: F401 (the launchers' unit of work, with the states below)
 
 RESULT_FILE = "result.json"
 LOG_FILE = "log.txt"
 
-DONE, RUNNING, FAILED, PENDING = "done", "running", "failed", "pending"
-STATES = (DONE, RUNNING, FAILED, PENDING)
-
-
-@dataclasses.dataclass
-class Run:
-    """One train.py invocation."""
-    name: str                   # unique in a plan, e.g. "caltech101-seed1-train"
-    argv: list                  # train.py's command line (strings), without the program name
-    output_dir: str             # its --output-dir
-    after: list = ()            # names of runs (of earlier stages) that must finish first
+DONE, RUNNING, FAILED, OTHER, PENDING = "done", "running", "failed", "other", "pending"
+STATES = (DONE, RUNNING, FAILED, OTHER, PENDING)
 
 
 def lock_holder(output_dir):
@@ -65,6 +59,7 @@ class RunState:
     pid: str = None             # the lock holder of a running run
     job: str = None             # the scheduler's job id, where a launcher knows it
     scheduler: str = None       # what the scheduler says about that job (e.g. PENDING, RUNNING), or None
+    other: str = None           # what the directory's run differs in (state OTHER)
 
     def describe(self):
         text = f"{self.state:8s} {self.name}"
@@ -72,7 +67,22 @@ class RunState:
             text += f"  [job {self.job}{': ' + self.scheduler if self.scheduler else ''}]"
         if self.state == FAILED:
             text += f"  log: {self.log}"
+        if self.state == OTHER:
+            text += f"  {self.output_dir} holds another run ({self.other}): give this one its own folder with " \
+                    "VARIANT=<name> (unset: named from the options) or OUTPUT=<another folder>"
         return text
+
+
+def other_run(run, identity):
+    """What the identity a directory records differs in from `run` ("" if nothing)."""
+    spec = run.spec
+    expected = {"trainer": spec.trainer, "config": os.path.splitext(os.path.basename(spec.config_file))[0] or None,
+                "kind": "eval" if spec.eval_only else "train", "overrides": [str(o) for o in spec.opts]}
+    if spec.seed is not None and spec.seed != -1:
+        expected["seed"] = spec.seed
+    differ = [f"{key}: {identity.get(key)!r}" for key, value in expected.items()
+              if key in identity and identity.get(key) != value]
+    return "; ".join(differ)
 
 
 def run_state(run, launcher_log=None):
@@ -81,16 +91,30 @@ def run_state(run, launcher_log=None):
     missing dataset) was started all the same, and is failed with that log, not pending."""
     out = run.output_dir
     log = os.path.join(out, LOG_FILE)
+    recorded = _read_json(os.path.join(out, IDENTITY_FILE))
+    differ = other_run(run, recorded) if isinstance(recorded, dict) else ""
+    pid = lock_holder(out)
+    if differ and pid is None:
+        return RunState(run.name, OTHER, out, log=log, other=differ)
     if is_finished(out):
         return RunState(run.name, DONE, out)
-    pid = lock_holder(out)
     if pid is not None:
         return RunState(run.name, RUNNING, out, log=log, pid=pid)
-    if os.path.isfile(os.path.join(out, IDENTITY_FILE)):
+    if recorded is not None:
         return RunState(run.name, FAILED, out, log=log)
     if launcher_log and os.path.isfile(launcher_log):
         return RunState(run.name, FAILED, out, log=launcher_log)
     return RunState(run.name, PENDING, out)
+
+
+def _read_json(path):
+    import json
+
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
 
 
 # ----------------------------------------------------------------------------------- running a run
@@ -146,7 +170,7 @@ def run_isolated(call, state):
     summary, None on success; the process state is put back either way (ProcessState)."""
     import traceback
 
-    from ..errors import report_user_error, user_error_types
+    from ..errors import UserError, report_user_error
 
     try:
         call()
@@ -154,7 +178,7 @@ def run_isolated(call, state):
     except KeyboardInterrupt:
         raise
     except BaseException as e:  # noqa: BLE001 (a failed run must not stop the others)
-        if isinstance(e, user_error_types()):
+        if isinstance(e, UserError):
             report_user_error(e)
         elif not isinstance(e, SystemExit):
             traceback.print_exc()
@@ -163,40 +187,16 @@ def run_isolated(call, state):
         state.restore()
 
 
-def _train_module(repo=None):
-    """The repository's train.py (found by vlprompt.plugins.find_codebase), imported from its file."""
+def codebase_of(repo=None):
+    """The codebase whose trainers/, datasets/ and configs/ the runs use (vlprompt.plugins.find_codebase)."""
     from ..plugins import find_codebase
 
-    root = find_codebase("train.py", repo, what="the repository's train.py")
-    path = os.path.realpath(os.path.join(root, "train.py"))
-    for name in ("train", "_vlprompt_train"):
-        module = sys.modules.get(name)
-        if module is not None and os.path.realpath(getattr(module, "__file__", "") or "") == path:
-            return module
-    name = "train" if "train" not in sys.modules else "_vlprompt_train"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        sys.modules.pop(name, None)
-        raise
-    return module
+    return find_codebase("trainers", repo, what="the codebase's trainers/ and datasets/")
 
 
-def resolved_argv(run):
-    """run.argv with the protocol's placeholders (a test's trained epoch) filled in."""
-    from ..protocols import resolve_argv  # here: vlprompt.protocols imports this module
+def run_in_process(run, repo=None, way_out=None):
+    """Run `run` in this process through the library's entry point (vlprompt.entry.execute), its test's
+    trained epoch filled in; returns its RunResult, raises on failure (a user error or a crash)."""
+    from ..entry import execute
 
-    return resolve_argv([str(a) for a in run.argv])
-
-
-def run_in_process(run, repo=None):
-    """Run train.py's main(run.argv) in this process; 0 on success, an exception on failure (a user
-    error, a crash, or a result that does not record the run's identity)."""
-    module = _train_module(repo)
-    result = module.main(resolved_argv(run))
-    if isinstance(result, int) and not isinstance(result, bool) and result != 0:
-        raise RuntimeError(f"{run.name}: train.py returned {result} (log: {os.path.join(run.output_dir, LOG_FILE)})")
-    return 0
+    return execute(resolve_spec(run.spec), codebase=codebase_of(repo), way_out=way_out)

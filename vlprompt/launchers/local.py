@@ -26,6 +26,11 @@ from ..protocols import all_runs
 from .base import ProcessState, Run, run_in_process, run_isolated
 
 
+# What `vlprompt run` names when a run's directory holds another run.
+WAY_OUT = ("Give this variant its own folders with VARIANT=<name> (unset: named from the options after --) or "
+           "--output <another folder>")
+
+
 @dataclasses.dataclass
 class Failure:
     name: str
@@ -44,7 +49,7 @@ def _run_one(run, log_dir, repo, state):
     log = run_log(log_dir, run)
     with open(log, "a", buffering=1) as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
         print(f"$ train.py {' '.join(map(str, run.argv))}   [worker PID {os.getpid()}, {time.strftime('%c')}]")
-        error = run_isolated(lambda: run_in_process(run, repo), state)
+        error = run_isolated(lambda: run_in_process(run, repo, way_out=WAY_OUT), state)
     gc.collect()
     import torch
 
@@ -65,14 +70,15 @@ def _worker(index, slot, tasks, results, log_dir, repo, threads):
     os.environ["CUDA_VISIBLE_DEVICES"] = slot
     if not slot:
         os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-    worker_log = os.open(os.path.join(log_dir, f"worker-{index}.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    worker_log = os.open(os.path.join(log_dir, f"worker-{index}.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
     os.dup2(worker_log, 1)
     os.dup2(worker_log, 2)
     import torch  # noqa: F401 (paid once per worker, before the first run)
 
-    from .base import _train_module
+    from ..plugins import load_codebase
+    from .base import codebase_of
 
-    _train_module(repo)  # train.py and the codebase's trainers/ and datasets/ get imported at the first run
+    load_codebase(codebase_of(repo))  # the codebase's trainers/ and datasets/, once per worker
     from ..data import index_reuse
 
     index_reuse.enable()  # the runs of a worker share dataset indexes (vlprompt.data.index_reuse)

@@ -1,5 +1,4 @@
 """dassl.data: DataManager, DatasetWrapper and build_data_loader."""
-import os
 
 import torch
 import torchvision.transforms as T
@@ -7,43 +6,26 @@ from PIL import Image
 from tabulate import tabulate
 from torch.utils.data import Dataset as TorchDataset
 
+from ...errors import ImageReadError
+from ..loaders import fit_num_workers
 from .datasets import build_dataset
 from .samplers import build_sampler
 from .transforms import INTERPOLATION_MODES, build_transform
 
 
 def read_image(path):
-    """Open an image as RGB; a missing or corrupt file raises an error that names it."""
+    """Open an image as RGB; a missing or corrupt file raises a user error that names it (and the command that
+    finds all such files), in a loader worker too."""
     try:
         with Image.open(path) as img:
             return img.convert("RGB")
     except FileNotFoundError:
-        raise FileNotFoundError(f"Image file not found: {path}") from None
-    except Exception as e:
-        raise OSError(f"Cannot read image file {path}: {e}") from e
-
-
-def available_cpus():
-    """CPUs this process may run on (its affinity mask, e.g. a Slurm allocation), not the machine's count."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
-
-
-_NOTED_WORKERS = set()
-
-
-def fit_num_workers(requested):
-    """min(requested, available CPUs), with a one-line note (once per value) instead of torch's warning."""
-    requested = int(requested)
-    cpus = available_cpus()
-    if requested <= cpus:
-        return requested
-    if (requested, cpus) not in _NOTED_WORKERS:
-        _NOTED_WORKERS.add((requested, cpus))
-        print(f"Note: DATALOADER.NUM_WORKERS {requested} > the {cpus} CPUs available; using {cpus} loader workers")
-    return cpus
+        raise ImageReadError(f"Image file not found: {path}. `vlprompt data check` lists every missing or "
+                             "unreadable image of a dataset") from None
+    except Exception as e:  # noqa: BLE001 (PIL raises many kinds for a corrupt file)
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ImageReadError(f"Cannot read image file {path} ({type(e).__name__}: {first}). `vlprompt data check "
+                             "--images decode` lists every unreadable image of a dataset") from None
 
 
 def build_data_loader(cfg, sampler_type="SequentialSampler", data_source=None, batch_size=64, n_domain=0,

@@ -12,13 +12,15 @@ import warnings
 import torch
 import torch.nn as nn
 
+from ..choices import LR_SCHEDULERS, OPTIMIZERS
+
 try:
     from torch.optim.lr_scheduler import LRScheduler as _LRScheduler
 except ImportError:  # torch < 2.0
     from torch.optim.lr_scheduler import _LRScheduler
 
-AVAI_OPTIMS = ["adam", "amsgrad", "sgd", "rmsprop", "radam", "adamw"]
-AVAI_SCHEDS = ["single_step", "multi_step", "cosine"]
+AVAI_OPTIMS = list(OPTIMIZERS)
+AVAI_SCHEDS = list(LR_SCHEDULERS)
 
 
 def build_optimizer(model, optim_cfg, param_groups=None):

@@ -1,27 +1,13 @@
 """Name -> object registries with Dassl's interface (register/get/registered_names)."""
-import difflib
+from ...errors import UserError
+from ..names import check_availability, closest_names  # noqa: F401 (Dassl's registry module has both)
 
 
-class RegistryKeyError(KeyError):
+class RegistryKeyError(UserError, KeyError):
     """KeyError whose message prints as written (KeyError repr-quotes it)."""
 
     def __str__(self):
         return str(self.args[0]) if self.args else ""
-
-
-def closest_names(requested, available, n=3, cutoff=0.5):
-    return difflib.get_close_matches(str(requested), [str(a) for a in available], n=n, cutoff=cutoff)
-
-
-def check_availability(requested, available):
-    """Raise ValueError naming the available choices and the most similar one."""
-    if requested in available:
-        return
-    close = closest_names(requested, available, n=1, cutoff=0.0)
-    hint = f' Did you mean "{close[0]}"?' if close else ""
-    raise ValueError(
-        f'"{requested}" is not registered. The requested one is expected to belong to {sorted(available)}.{hint}'
-    )
 
 
 class Registry:

@@ -5,7 +5,9 @@ from collections import defaultdict
 
 from torch.utils.data.sampler import RandomSampler, Sampler, SequentialSampler
 
-AVAI_SAMPLERS = ["RandomSampler", "SequentialSampler", "RandomDomainSampler", "SeqDomainSampler", "RandomClassSampler"]
+from ..choices import SAMPLERS
+
+AVAI_SAMPLERS = list(SAMPLERS)
 
 
 class RandomDomainSampler(Sampler):

@@ -26,11 +26,9 @@ from torchvision.transforms import (
     ToTensor,
 )
 
-AVAI_CHOICES = [
-    "random_flip", "random_resized_crop", "normalize", "instance_norm", "random_crop", "random_translation",
-    "center_crop", "cutout", "imagenet_policy", "cifar10_policy", "svhn_policy", "randaugment",
-    "randaugment_fixmatch", "randaugment2", "gaussian_noise", "colorjitter", "randomgrayscale", "gaussian_blur",
-]
+from ..choices import TRANSFORMS
+
+AVAI_CHOICES = list(TRANSFORMS)
 # Dassl implements these two with its own operation lists; the built-in engine does not reproduce them.
 _DASSL_ONLY = {"randaugment_fixmatch", "randaugment2"}
 
@@ -194,33 +192,3 @@ def _build_transform_test(cfg, choices, target_size, normalize):
         print("+ instance normalization")
         tfm.append(InstanceNormalization())
     return Compose(tfm)
-
-
-def describe_deterministic_test_transform(tfm):
-    """Split a deterministic test transform into its PIL part and its tensor part, or say why not.
-
-    Returns (geometry, to_tensor, settings, None) when `tfm` is exactly Dassl's test pipeline,
-    Compose([Resize(int), CenterCrop, ToTensor, Normalize?]) built from torchvision's own classes:
-    `geometry` (resize + crop) maps a PIL image to a PIL image, `to_tensor` (ToTensor [+ Normalize])
-    maps that to the float tensor the model receives, and `settings` is a JSON-able description of
-    everything that decides the pixels. Otherwise (None, None, None, reason).
-    The test-image cache (vlprompt.data.image_cache) stores what `geometry` produces.
-    """
-    steps = getattr(tfm, "transforms", None)
-    if type(tfm) is not Compose or not steps:
-        return None, None, None, f"the test transform is {type(tfm).__name__}, not a torchvision Compose"
-    kinds = [type(t) for t in steps]
-    if kinds not in ([Resize, CenterCrop, ToTensor], [Resize, CenterCrop, ToTensor, Normalize]):
-        names = ", ".join(k.__name__ for k in kinds)
-        return None, None, None, f"the test transform is [{names}], not resize + center crop + to-tensor (+ normalize)"
-    resize, crop = steps[0], steps[1]
-    size = resize.size
-    if not isinstance(size, int) and len(size) != 1:
-        return None, None, None, f"the test transform resizes to {tuple(size)}, not the shorter edge to one size"
-    settings = {
-        "resize": {"size": int(size if isinstance(size, int) else size[0]),
-                   "interpolation": InterpolationMode(resize.interpolation).value,
-                   "max_size": resize.max_size, "antialias": resize.antialias},
-        "center_crop": [int(s) for s in crop.size],
-    }
-    return Compose(steps[:2]), Compose(steps[2:]), settings, None
