@@ -59,9 +59,10 @@ class PromptSRCCLIP(IVLPCLIP):
     """IVLP's model plus frozen CLIP's features of the same inputs (the teacher)."""
 
     def __init__(self, clip_model, classnames, n_ctx_text=4, n_ctx_vision=4, ctx_init="a photo of a",
-                 depth_text=9, depth_vision=9, rng_before_clip=None, round_fp16=False, templates=IMAGENET_TEMPLATES):
+                 depth_text=9, depth_vision=9, rng_before_clip=None, round_fp16=False, full_context=False,
+                 templates=IMAGENET_TEMPLATES):
         super().__init__(clip_model, classnames, n_ctx_text, n_ctx_vision, ctx_init, depth_text, depth_vision,
-                         rng_before_clip, round_fp16)
+                         rng_before_clip, round_fp16, full_context)
         if rng_before_clip is not None:
             # The original builds two more CLIPs here, its text and image teachers; replaying their
             # constructors' draws keeps every later random number (data order, augmentation) the original's.
@@ -176,8 +177,11 @@ class PromptSRC(PromptTrainer):
         "IMAGE_LOSS_WEIGHT": 10,  # lambda of L_SCL-image
         "GPA_MEAN": 15,  # Gaussian prompt aggregation over epochs: mean and std (epochs, integers as the original)
         "GPA_STD": 1,
-        # vlprompt: the original's fp16 rounding of the prompts where they enter CLIP's blocks (as IVLP).
+        # vlprompt: the original's fp16 rounding of the prompts where they enter CLIP's blocks, and its text tower
+        # over all 77 positions, which together make a seed train the original's model (as IVLP's, whose
+        # CONFIG_DEFAULTS say why; False: float32 prompts / the class prompts cut after their last EOT token).
         "ROUND_PROMPTS_FP16": True,
+        "TEXT_FULL_CONTEXT": True,
         # vlprompt: True averages the whole model as the original (frozen CLIP may move by an ulp); False only
         # the prompts.
         "GPA_WHOLE_MODEL": True,
@@ -207,7 +211,8 @@ class PromptSRC(PromptTrainer):
         c = self.method_cfg
         return PromptSRCCLIP(clip_model, classnames, c.N_CTX_TEXT, c.N_CTX_VISION, c.CTX_INIT, c.PROMPT_DEPTH_TEXT,
                              c.PROMPT_DEPTH_VISION, getattr(self, "rng_before_clip", None),
-                             bool(self.method_option("ROUND_PROMPTS_FP16")))
+                             bool(self.method_option("ROUND_PROMPTS_FP16")),
+                             full_context=bool(self.method_option("TEXT_FULL_CONTEXT")))
 
     def compute_loss(self, image, label):
         logits, image_features, text_features = self.train_forward(image)
