@@ -96,7 +96,7 @@ case("prograd-b2n-official", "prograd/base2new_train.sh", "eurosat", 1, env={"CF
 # PromptSRC and DePT (issue 22): scripts written as callers of vlprompt.protocols from the start, so their
 # expected command lines were recorded from them, after checking each against the official scripts (PromptSRC's
 # scripts/promptsrc/*.sh) and DePT's runner (templates.py: its output tree, SUBSAMPLE_CLASSES all for xd).
-for m in ["promptsrc", "coop_dept", "cocoop_dept", "maple_dept"]:
+for m in ["promptsrc", "coop_dept", "cocoop_dept", "kgcoop_dept", "maple_dept"]:
     case(f"{m}-b2n-train", f"{m}/base2new_train.sh", "caltech101", 1, *OPTS)
     case(f"{m}-b2n-test", f"{m}/base2new_test.sh", "caltech101", 1, *OPTS, prepare=[f"{m}-b2n-train"])
     case(f"{m}-xd-train", f"{m}/xd_train.sh", "imagenet", 1, *OPTS)
