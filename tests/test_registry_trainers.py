@@ -175,7 +175,7 @@ def test_the_registry_holds_every_plugin_module_and_only_plugins():
     """Every trainers/*.py module registers at least one trainer, and each registered name is its class name."""
     modules = {os.path.splitext(os.path.basename(p))[0] for p in glob.glob(os.path.join(REPO_ROOT, "trainers", "*.py"))}
     modules.discard("__init__")
-    registered_from = {trainer_class(n).__module__.split(".", 1)[1] for n in TRAINERS}
+    registered_from = {trainer_class(n).__module__.rsplit(".", 1)[1] for n in TRAINERS}
     assert registered_from == modules
     assert all(trainer_class(n).__name__ == n for n in TRAINERS)
     assert "ToyLinear" not in TRAINERS  # test_engine's registration is not a plugin
@@ -378,7 +378,7 @@ ORIGINAL_LAYOUTS = {"CoOp": write_coop_family_original, "CoCoOp": write_coop_fam
                     "KgCoOp": write_kgcoop_original, "ProGrad": write_coop_family_original,
                     "PromptSRC": write_successor_original, "ExtrasLinearProbeCoOp": write_successor_original,
                     "ExtrasLinearProbeCoCoOp": write_successor_original,
-                    "ExtrasLinearProbeMaPLe": write_successor_original,
+                    "ExtrasLinearProbeMaPLe": write_successor_original, "ExtrasLinearProbeKgCoOp": write_successor_original,
                     "MaPLe": write_maple_family_original, "IVLP": write_maple_family_original,
                     "VPT": write_maple_family_original, "MetaPrompt": write_metaprompt_original,
                     "Meta_B2N": write_metaprompt_original, "Meta_DG": write_metaprompt_original}
