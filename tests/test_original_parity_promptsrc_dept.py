@@ -4,7 +4,8 @@ the official code.
 
 How the expected values (ORIGINAL below, tests/data/official_trained_prompts.pt) were produced, so that anyone can
 regenerate them:
-- code: KaiyangZhou/Dassl.pytorch (c61a1b5), muzairkhattak/PromptSRC (bb95c77) and Koorye/DePT (d4ff416), each run
+- code: KaiyangZhou/Dassl.pytorch (c61a1b5), muzairkhattak/PromptSRC (bb95c77) and Koorye/DePT (d4ff416; its
+  ExtrasLinearProbeKgCoOp runs on its own copy of KgCoOp, whose unused 512-wide parts need no fix), each run
   from its own root with its own `clip` package(s) and train.py, on torch 2.14 on the CPU. Run-time fixes only, in
   local copies: Dassl's warmup schedulers called without `verbose`, torch.load with weights_only=False, stand-ins
   for the unused tensorboard/wilds/pandas/plotnine imports and a plain macro-F1 in place of sklearn's; `.cuda()` a
@@ -30,8 +31,9 @@ regenerate them:
   forward_backward and the learning rate of every optimiser group after it, the logits of the first 6 test images
   after training (trainer.model_inference on the first test batch, model in eval mode) and after each evaluation,
   GPA's epoch weights; tests/data/official_trained_prompts.pt holds the official trained tensors (the trainable
-  part of the saved checkpoints, official names) of PromptSRC_GPA, ExtrasLinearProbeCoOp and -CoCoOp (DePT-MaPLe's
-  projections would make it 300 KB: its layout is checked with other values in test_registry_trainers). For
+  part of the saved checkpoints, official names) of PromptSRC_GPA, ExtrasLinearProbeCoOp, -CoCoOp and -KgCoOp
+  (without KgCoOp's never-used bias_vectors and meta_net, 1 MB; DePT-MaPLe's projections would make it 300 KB: its
+  layout is checked with other values in test_registry_trainers). For
   PromptSRC_GPA also: how many frozen-CLIP elements (image and text towers, logit_scale) the official GPA checkpoint
   holds with another value than the loaded CLIP, and the sum of those differences in float64.
 The tolerances are fp32 rounding: vlprompt's towers compute the same functions in another order.
@@ -58,6 +60,8 @@ CASES = {
                                 "ExtrasLinearProbeCoCoOp/vit_b16_c4_ep10_batch1_ctxv1", []),
     "ExtrasLinearProbeMaPLe": ("ExtrasLinearProbeMaPLe", "MAPLE", "ExtrasLinearProbeMaPLe/vit_b16_c2_ep10_batch4_2ctx",
                                []),
+    "ExtrasLinearProbeKgCoOp": ("ExtrasLinearProbeKgCoOp", "COOP", "ExtrasLinearProbeKgCoOp/vit_b16_ep10_ctxv1_bs4_lr35",
+                                []),
 }
 BASE_IMAGES = ["Faces/image_0005.jpg", "Faces/image_0001.jpg", "Faces/image_0012.jpg", "Faces/image_0007.jpg",
                "Leopards/image_0011.jpg", "Leopards/image_0005.jpg"]
@@ -65,7 +69,26 @@ NEW_IMAGES = ["anchor/image_0009.jpg", "anchor/image_0006.jpg", "anchor/image_00
               "ant/image_0004.jpg", "ant/image_0012.jpg"]
 
 # Recorded from the official code as described in the module docstring.
-ORIGINAL = {'ExtrasLinearProbeCoCoOp': {'init': {'linear_probe_proj.weight': [-1.9251393, -0.0954691, -0.0913429, -0.1233978],
+ORIGINAL = {'ExtrasLinearProbeKgCoOp': {'init': {'film_lp_img.scale': [48.0, 1.0, 1.0, 1.0],
+                                      'linear_probe_proj.bias': [-0.004339, 0.0416011, -0.0976212, 0.0529161],
+                                      'linear_probe_proj.weight': [0.030335, -0.0940706, -0.0595321, 0.0166791],
+                                      'prompt_learner.ctx': [-0.2999064, -0.0019622, -0.0310807, -0.008315]},
+                             'logits': [[-0.13051, 0.17661, -0.50234, -0.57052, -0.84885],
+                                        [-0.12502, 0.18215, -0.50741, -0.57129, -0.84129],
+                                        [-0.12448, 0.1826, -0.49678, -0.5561, -0.84106],
+                                        [-0.13297, 0.16988, -0.49908, -0.57158, -0.85797],
+                                        [-0.20544, 0.46382, 0.34302, 0.16457, -0.23624],
+                                        [-0.18547, 0.46906, 0.36105, 0.17611, -0.2387]],
+                             'losses': [1.908216, 1.876001, 1.799809, 1.721638, 1.72056, 1.903694, 1.722712,
+                                        1.795554, 1.627749, 1.732923],
+                             'lrs': [[0, 1e-05, 1e-05], [4, 0.0035, 0.02275], [9, 0.00175, 0.011375]],
+                             'new_logits': [[1.42265, 1.23053, 1.07747, 1.63441, 1.153],
+                                            [1.46811, 1.26978, 1.0956, 1.68004, 1.20531],
+                                            [1.48473, 1.29892, 1.105, 1.70534, 1.21971],
+                                            [1.52037, 1.32359, 1.16438, 1.71439, 1.25918],
+                                            [0.74301, 0.42563, 0.17261, 0.86614, 0.72889],
+                                            [0.78129, 0.46324, 0.20923, 0.90865, 0.77032]]},
+ 'ExtrasLinearProbeCoCoOp': {'init': {'linear_probe_proj.weight': [-1.9251393, -0.0954691, -0.0913429, -0.1233978],
                                       'prompt_learner.ctx': [-0.2999064, -0.0019622, -0.0310807, -0.008315],
                                       'prompt_learner.meta_net.linear1.weight': [-1.4097518, 0.0260445, -0.1304555,
                                                                                  -0.1109112],
@@ -334,7 +357,8 @@ def write_official_layout(run_dir, trainer, epoch=10):
 
 
 @pytest.mark.parametrize("case,subsample", [("PromptSRC_GPA", "new"), ("ExtrasLinearProbeCoOp", "new"),
-                                            ("ExtrasLinearProbeCoOp", "base"), ("ExtrasLinearProbeCoCoOp", "new")])
+                                            ("ExtrasLinearProbeCoOp", "base"), ("ExtrasLinearProbeCoCoOp", "new"),
+                                            ("ExtrasLinearProbeKgCoOp", "new")])
 def test_the_official_checkpoint_evaluates_to_the_official_logits(case, subsample, tiny_clip_path, data_root,
                                                                     tmp_path):
     trained = torch.load(DATA, map_location="cpu", weights_only=True)[case]
