@@ -21,7 +21,6 @@ import argparse
 import contextlib
 import json
 import os
-import random
 import sys
 import tempfile
 import time
@@ -32,18 +31,11 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from common import VIT_B16, method_model, quiet, random_clip, sync  # noqa: E402
+from names import classnames  # noqa: E402
 from vlprompt.clip_loader import clip  # noqa: E402
 from vlprompt.cuda_graphs import GraphedForward  # noqa: E402
 from vlprompt.precision import apply_to_clip, resolve_precision  # noqa: E402
 from vlprompt.prompted_clip import PromptedTextEncoder, PromptedVisionEncoder  # noqa: E402
-
-WORDS = ["red", "tabby", "cat", "golden", "retriever", "sports", "car", "maple", "leaf", "coffee", "mug", "snow",
-         "leopard", "tree", "frog", "steam", "locomotive", "paper", "towel", "garden", "spider", "pool", "table"]
-
-
-def classnames(n, seed=0):
-    rng = random.Random(seed)
-    return ["_".join(rng.choice(WORDS) for _ in range(rng.choice((1, 2, 2, 3)))) + f"_{i}" for i in range(n)]
 
 
 def build_clip(tiny, precision, device):

@@ -10,6 +10,7 @@ interpreter importing train.py, its plugins and torch, plus reading and building
 spawn until ready), and on a GPU the mean utilisation sampled by nvidia-smi.
 """
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -72,8 +73,8 @@ class GpuSampler:
 
 def script_startup(clip_path, repeats=2):
     """Seconds a fresh train.py process spends before its run starts: interpreter, imports, plugins, CLIP."""
-    code = ("import time, sys; t = time.time(); sys.argv = ['train.py']; import runpy; "
-            f"m = runpy.run_path({os.path.join(REPO, 'train.py')!r}, run_name='bench'); m['import_plugins']()\n"
+    code = ("import time; t = time.time(); import torch; from vlprompt.plugins import load_codebase; "
+            f"load_codebase({REPO!r})\n"
             f"from vlprompt.clip_loader import load_clip; load_clip({clip_path!r}); print(time.time() - t)")
     times = []
     for _ in range(repeats):
@@ -108,7 +109,7 @@ def by_workers(stages, slots, log_dir):
     return timings["runs"], timings["startup"]
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--full", action="store_true", help="full-size random ViT-B/16, 224 px, on the GPU")
     parser.add_argument("--datasets", type=int, default=3, help=f"how many of {list(DATASETS)} (default 3)")
@@ -117,7 +118,8 @@ def main():
     parser.add_argument("--jobs-per-gpu", type=int, default=2, help="slots per GPU (on the CPU: CPU slots) of way 3")
     parser.add_argument("--ways", default="scripts,workers,jobs", help="which of scripts,workers,jobs to run")
     parser.add_argument("--workdir", default=None, help="keep the data and outputs here (default: a temp folder)")
-    args = parser.parse_args()
+    parser.add_argument("--json", default="", help="write the rows here")
+    args = parser.parse_args(argv)
 
     from vlprompt.protocols import plan
     from vlprompt.runner import gpu_slots
@@ -182,6 +184,19 @@ def main():
         base = report[0][2]
         print("\n" + "\n".join(f"{label}: {total:.1f} s ({base / total:.2f}x)" for label, _, total, _, _ in report))
     print(f"(data and outputs in {work})")
+    rows = [{"what": label, "runs": len(times), "total_s": round(total, 1),
+             "mean_run_s": round(statistics.mean(times.values()), 2),
+             "startup_s_per_process": round(statistics.mean(startups), 2), "processes": len(startups),
+             "gpu_util_pct": round(util) if util is not None else None,
+             "speedup_vs_first": round(report[0][2] / total, 2)} for label, times, total, startups, util in report]
+    if args.json:
+        import torch
+
+        with open(args.json, "w") as f:
+            json.dump({"device": device, "gpu": torch.cuda.get_device_name(0) if args.full else None,
+                       "torch": torch.__version__, "protocol": "MaPLe base-to-new", "datasets": datasets,
+                       "seeds": args.seeds, "epochs": args.epochs, "full": args.full, "rows": rows}, f, indent=2)
+    return rows
 
 
 if __name__ == "__main__":

@@ -55,6 +55,8 @@ TAIL=caltech101/shots_16/MaPLe/vit_b16_c2_ep5_batch4_2ctx+tiny-demo
 
 echo "--- the base-to-new tables (from result.json files)"
 "$PYTHON" -m vlprompt results base2new "$OUTPUT"
+echo "--- the few-shot table (accuracy against shots, next to zero-shot CLIP)"
+"$PYTHON" -m vlprompt results fewshot "$OUTPUT"
 
 echo "=== pipeline check passed. Outputs: $OUTPUT. The accuracies come from a random tiny CLIP on coloured squares."
 echo "    For real runs: export DATA=/path/to/datasets, then e.g. bash scripts/maple/base2new_train.sh caltech101 1"

@@ -39,7 +39,40 @@ for _name, _module in list(sys.modules.items()):
 from slurm_cluster import slurm_cluster  # noqa: E402,F401  (a single-node Slurm cluster fixture)
 
 
+# Time caps (pytest-timeout; the global one is `timeout` in pytest.ini): a hang fails its test instead of
+# eating CI. The end-to-end tests below run train.py, the bash scripts, a wheel build or Slurm jobs and took
+# 30 s to 2.5 minutes on the 2-core machine shared with other jobs (load 6-10, two xdist workers; setup
+# included: e.g. test_maple_scripts' module fixture runs every MaPLe script); they get a larger cap. Every
+# other test took at most 31 s there. Keys: "file.py" (every test in it) or "file.py::name"
+# (every parametrisation of it).
+SLOW_TEST_TIMEOUT_S = 600
+SLOW_TESTS = (
+    "test_slurm_launcher.py",  # starts a Slurm cluster (up to 60 s) and runs jobs on it
+    "test_maple_scripts.py",
+    "test_local_launcher.py",
+    "test_runner.py::test_runs_in_parallel_slots_resumes_and_builds_the_table",
+    "test_run_identity.py::test_a_killed_run_resumes_to_the_same_model_and_result",
+    "test_run_identity.py::test_scripts_put_a_variant_in_its_own_directory_and_its_test_finds_it",
+    "test_coop_cocoop.py::test_coop_main_and_zeroshot_scripts",
+    "test_packaging.py::test_wheel_builds_installs_into_a_fresh_venv_and_the_cli_runs_from_it",
+    "test_dropin_maple_layout.py",
+    "test_metaprompt_scripts.py",
+    "test_scripts_end_to_end.py",
+    "test_copl_scripts.py",
+    "test_script_callers.py",
+)
+
+
+def is_slow(item):
+    path, _, name = item.nodeid.partition("::")
+    key = f"{os.path.basename(path)}::{name.split('[')[0]}"
+    return any(key == slow or key.startswith(slow + "::") for slow in SLOW_TESTS)
+
+
 def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if is_slow(item) and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(SLOW_TEST_TIMEOUT_S))
     if DASSL_MISSING:
         skip = pytest.mark.skip(reason="VLPROMPT_TEST_ENGINE=dassl, but the dassl package is not installed: install "
                                        "Dassl.pytorch (pip install -e <its checkout>) to run the suite on it")

@@ -38,6 +38,10 @@ BAD_VALUES = [
     (["DATALOADER.NUM_WORKERS", "-1"], "DATALOADER.NUM_WORKERS -1 is not allowed: expected an integer >= 0"),
     (["DATALOADER.TRAIN_X.BATCH_SIZE", "0"], "DATALOADER.TRAIN_X.BATCH_SIZE 0 is not allowed: expected an integer >= 1"),
     (["INPUT.SIZE", "abc"], "INPUT.SIZE 'abc' is not allowed: expected a tuple, e.g. (224, 224)"),
+    (["INPUT.SIZE", "(32,)"], "INPUT.SIZE (32,) is not allowed: expected (height, width), two integers >= 1"),
+    (["INPUT.PIXEL_MEAN", "[0.5]"], "INPUT.PIXEL_MEAN [0.5] is not allowed: expected three numbers, one per RGB channel"),
+    (["INPUT.PIXEL_STD", "[0.2, 0.0, 0.2]"], "INPUT.PIXEL_STD [0.2, 0.0, 0.2] is not allowed: expected three numbers > 0"),
+    (["OPTIM.NAME", "adam", "OPTIM.ADAM_BETA1", "2.0"], "OPTIM.ADAM_BETA1 2.0 is not allowed: expected a number in [0, 1)"),
     (["TRAINER.COOP.CSC", "maybe"], "TRAINER.COOP.CSC 'maybe' is not allowed: expected True or False"),
     (["TRAINER.COOP.N_CTX", "0"], "TRAINER.COOP.N_CTX 0 is not allowed: expected at least 1 learnable context token"),
     (["TRAINER.COOP.N_CTX", "80"], "TRAINER.COOP.N_CTX 80 is not allowed: expected at most 73 context tokens"),
@@ -113,6 +117,7 @@ def crafted_torchscript(path, marker):
     source.write_text(f'''
 from typing import Tuple
 
+import torch
 
 
 class Crafted(torch.nn.Module):

@@ -17,6 +17,7 @@ import vlprompt.data.fewshot as fewshot
 from dataset_fixtures import coop_subsample, dassl_fewshot, read, tuples
 from vlprompt.engine import ENGINE
 from vlprompt.testing.fake_data import make_dataset
+from helpers import REPO_ROOT
 
 
 class DasslDatum:
@@ -182,9 +183,9 @@ def _half_then_wait_atomic_write(barrier, queue):
 
 def _build_cache_slowly(spec, barrier, queue):
     """A writer process (module-level, so that it runs under the 'spawn' start method)."""
-    import train
+    from vlprompt.plugins import load_codebase
 
-    train.import_plugins()  # a spawned process has not run conftest.py: register the readers
+    load_codebase(REPO_ROOT)  # a spawned process has not run conftest.py: register the readers
     fewshot.atomic_write = _half_then_wait_atomic_write(barrier, queue)
     with contextlib.redirect_stdout(open(os.devnull, "w")):
         queue.put(("train", tuples(read(spec, shots=2, seed=1).train_x)))

@@ -175,7 +175,7 @@ def test_the_registry_holds_every_plugin_module_and_only_plugins():
     """Every trainers/*.py module registers at least one trainer, and each registered name is its class name."""
     modules = {os.path.splitext(os.path.basename(p))[0] for p in glob.glob(os.path.join(REPO_ROOT, "trainers", "*.py"))}
     modules.discard("__init__")
-    registered_from = {trainer_class(n).__module__.rsplit(".", 1)[1] for n in TRAINERS}
+    registered_from = {trainer_class(n).__module__.rsplit(".", 1)[1] for n in TRAINERS}  # <codebase>.trainers.<module>
     assert registered_from == modules
     assert all(trainer_class(n).__name__ == n for n in TRAINERS)
     assert "ToyLinear" not in TRAINERS  # test_engine's registration is not a plugin

@@ -7,8 +7,17 @@ PREC (TRAINER.<NAME>.PREC):
   amp   float32 weights and prompts, forward under autocast, loss scaling: float16 on CUDA, bfloat16
         on a CPU (which has no float16 autocast worth using).
   bf16  like amp with bfloat16 and no loss scaling (CUDA GPUs with bf16 support, or the CPU).
+
+`Precision.name` is what really runs (recorded in result.json and the run's identity); `requested` is PREC.
+
+For the test suite only: with the environment variable VLPROMPT_TEST_ONLY_CPU_HALF=1, a CPU keeps fp16 as
+real float16 (weights and prompts) and amp as float16 autocast with a CPU GradScaler, instead of the
+fallbacks above, so that CI runs the code paths users run on a GPU (PyTorch computes float16 on a CPU,
+slowly, which the tiny test CLIP does not mind). It is not a user setting: CPU float16 is slow and
+nothing is gained by it outside the tests. `cpu_half_for_tests()` sets it for a block.
 """
 import contextlib
+import os
 from dataclasses import dataclass
 from typing import Optional
 
@@ -16,6 +25,7 @@ import torch
 
 from .errors import ConfigValueError
 PRECISIONS = ("fp16", "fp32", "amp", "bf16")
+TEST_ONLY_CPU_HALF = "VLPROMPT_TEST_ONLY_CPU_HALF"  # see the module docstring: tests only, never a user option
 
 
 @dataclass(frozen=True)
@@ -42,26 +52,52 @@ class Precision:
             return torch.cuda.amp.GradScaler()
 
 
+def cpu_half_enabled():
+    """Whether the test-only switch (VLPROMPT_TEST_ONLY_CPU_HALF=1) keeps fp16/amp as float16 on a CPU."""
+    return os.environ.get(TEST_ONLY_CPU_HALF, "") == "1"
+
+
+@contextlib.contextmanager
+def cpu_half_for_tests(enabled=True):
+    """Within this block, a CPU runs PREC fp16 as float16 and amp as float16 autocast (tests only)."""
+    previous = os.environ.get(TEST_ONLY_CPU_HALF)
+    os.environ[TEST_ONLY_CPU_HALF] = "1" if enabled else "0"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(TEST_ONLY_CPU_HALF, None)
+        else:
+            os.environ[TEST_ONLY_CPU_HALF] = previous
+
+
 def resolve_precision(prec, device, verbose=True):
-    """The Precision to use for PREC on `device`, printing a notice when it has to fall back."""
+    """The Precision to use for PREC on `device`, printing a notice when it has to fall back.
+    The one place that decides: its `name` is what runs."""
     requested = str(prec).lower()
     if requested not in PRECISIONS:
         raise ConfigValueError(f"PREC must be one of {PRECISIONS}, got {prec!r}")
     device_type = torch.device(device).type
+    half_here = device_type == "cuda" or (device_type == "cpu" and cpu_half_enabled())
 
     def notice(text):
         if verbose:
             print(f"Note: {text}")
 
     if requested == "fp16":
-        if device_type == "cuda":
+        if half_here:
+            if device_type != "cuda":
+                notice(f"PREC fp16 runs in float16 on the CPU ({TEST_ONLY_CPU_HALF}=1, for tests only)")
             return Precision(requested, "fp16", device_type, torch.float16)
         notice(f"PREC fp16 needs a GPU; running in fp32 on {device_type}")
         return Precision(requested, "fp32", device_type, torch.float32)
     if requested == "fp32":
         return Precision(requested, "fp32", device_type, torch.float32)
     if requested == "amp":
-        if device_type == "cuda":
+        if half_here:
+            if device_type != "cuda":
+                notice(f"PREC amp runs float16 autocast with loss scaling on the CPU ({TEST_ONLY_CPU_HALF}=1, "
+                       "for tests only)")
             return Precision(requested, "amp", device_type, torch.float32, torch.float16, use_grad_scaler=True)
         notice(f"PREC amp on {device_type} uses bfloat16 autocast")
         return Precision(requested, "bf16", device_type, torch.float32, torch.bfloat16)

@@ -564,9 +564,10 @@ def fewshot_tables(root, trainer=None, config=None, shots=None, out=print, resul
             epochs[_shots(r)].add((r["identity"].get("config_values") or {}).get("OPTIM.MAX_EPOCH"))
         clip = runs[0]["identity"].get("clip_sha256")
         reference = {}
-        for zs in zero_shot:
-            if zs["clip_sha256"] == clip and zs["origin"] == "trained" and not zs["variant"]:
-                for row in zs["rows"]:
+        # zero-shot CLIP with the same CLIP weights; its plain setting first where there are several
+        for zs in sorted((z for z in zero_shot if z["clip_sha256"] == clip), key=lambda z: bool(z["variant"])):
+            for row in zs["rows"]:
+                if row["accuracy"] is not None:
                     reference.setdefault(row["key"], row["accuracy"])
         for row_key, dataset in _ordered_rows(list(by_dataset), BASE2NEW_DATASETS):
             row = {"dataset": dataset, "shots": {}, "per_seed": {}, "zero_shot": reference.get(row_key[0])}

@@ -34,6 +34,10 @@ def _is_number(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _three_numbers(value):
+    return isinstance(value, (list, tuple)) and len(value) == 3 and all(_is_number(v) for v in value)
+
+
 def _require(ok, key, value, allowed):
     if not ok:
         raise ConfigValueError(f"{key} {value!r} is not allowed: expected {allowed}")
@@ -50,12 +54,19 @@ RANGES = {
     "DATALOADER.TRAIN_X.BATCH_SIZE": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     "DATALOADER.TEST.BATCH_SIZE": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     "DATALOADER.NUM_WORKERS": (lambda v: _is_int(v) and v >= 0, "an integer >= 0 (0: load in the main process)"),
+    "INPUT.SIZE": (lambda v: isinstance(v, (list, tuple)) and len(v) == 2 and all(_is_int(s) and s >= 1 for s in v),
+                   "(height, width), two integers >= 1, e.g. (224, 224)"),
+    "INPUT.PIXEL_MEAN": (lambda v: _three_numbers(v), "three numbers, one per RGB channel"),
+    "INPUT.PIXEL_STD": (lambda v: _three_numbers(v) and all(s > 0 for s in v), "three numbers > 0, one per RGB channel"),
 }
 TRAIN_RANGES = {
     "OPTIM.MAX_EPOCH": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     "OPTIM.LR": (lambda v: _is_number(v) and v > 0, "a learning rate > 0"),
     "OPTIM.WEIGHT_DECAY": (lambda v: _is_number(v) and v >= 0, "a weight decay >= 0"),
     "OPTIM.MOMENTUM": (lambda v: _is_number(v) and v >= 0, "a momentum >= 0"),
+    "OPTIM.ADAM_BETA1": (lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "OPTIM.ADAM_BETA2": (lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "OPTIM.RMSPROP_ALPHA": (lambda v: _is_number(v) and 0 <= v <= 1, "a number in [0, 1]"),
 }
 
 
