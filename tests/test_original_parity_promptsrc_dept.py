@@ -23,6 +23,7 @@ regenerate them:
 - command: python train.py --root ROOT --seed 1 --trainer T --dataset-config-file configs/datasets/caltech101.yaml
   --config-file C --output-dir OUT MODEL.BACKBONE.NAME tiny INPUT.SIZE "(32, 32)" DATALOADER.NUM_WORKERS 0
   USE_CUDA False OPTIM.MAX_EPOCH 2 TRAIN.PRINT_FREQ 1000 DATALOADER.TEST.BATCH_SIZE 50 TRAINER.<NODE>.PREC fp32
+  (the *_fp16 cases: PREC fp16, the officials' own precision, which torch computes in float16 on the CPU)
   DATASET.NUM_SHOTS 4 DATASET.SUBSAMPLE_CLASSES base + CASES' options, with the official configs (the same files
   vlprompt ships; DePT's with its train.py's defaults written in). The evaluations: the same command with
   --eval-only --model-dir OUT --load-epoch (3 for PromptSRC, -1 for DePT, its runner's) DATASET.SUBSAMPLE_CLASSES new
@@ -62,7 +63,19 @@ CASES = {
                                []),
     "ExtrasLinearProbeKgCoOp": ("ExtrasLinearProbeKgCoOp", "COOP", "ExtrasLinearProbeKgCoOp/vit_b16_ep10_ctxv1_bs4_lr35",
                                 []),
+    # PREC fp16, the officials' reality, on the CPU in real float16 (VLPROMPT_TEST_ONLY_CPU_HALF=1).
+    "PromptSRC_fp16": ("PromptSRC", "PROMPTSRC", "PromptSRC/vit_b16_c2_ep20_batch4_4+4ctx",
+                       ["OPTIM.MAX_EPOCH", "3", "TRAINER.PROMPTSRC.GPA_MEAN", "2", "TRAINER.PROMPTSRC.GPA_STD", "1",
+                        "TRAINER.PROMPTSRC.PREC", "fp16"]),
+    "ExtrasLinearProbeCoOp_fp16": ("ExtrasLinearProbeCoOp", "COOP", "ExtrasLinearProbeCoOp/vit_b16_ep10_bs4_lr35",
+                                   ["TRAINER.COOP.PREC", "fp16"]),
+    "ExtrasLinearProbeMaPLe_fp16": ("ExtrasLinearProbeMaPLe", "MAPLE",
+                                    "ExtrasLinearProbeMaPLe/vit_b16_c2_ep10_batch4_2ctx", ["TRAINER.MAPLE.PREC", "fp16"]),
 }
+# Tolerances per case: (loss, final logits). fp32: rounding; PromptSRC in fp16 agrees as closely (its text tower runs
+# on the whole context, as the official's); DePT's CoOp and MaPLe run their text tower on the class prompts cut after
+# the last EOT token, which rounds otherwise in float16: a few float16 steps (observed 2e-3 / 7e-3).
+TOLERANCES = {"ExtrasLinearProbeCoOp_fp16": (5e-3, 2e-2), "ExtrasLinearProbeMaPLe_fp16": (5e-3, 2e-2)}
 BASE_IMAGES = ["Faces/image_0005.jpg", "Faces/image_0001.jpg", "Faces/image_0012.jpg", "Faces/image_0007.jpg",
                "Leopards/image_0011.jpg", "Leopards/image_0005.jpg"]
 NEW_IMAGES = ["anchor/image_0009.jpg", "anchor/image_0006.jpg", "anchor/image_0012.jpg", "anchor/image_0002.jpg",
@@ -197,7 +210,42 @@ ORIGINAL = {'ExtrasLinearProbeKgCoOp': {'init': {'film_lp_img.scale': [48.0, 1.0
                                   [1.78145, 1.75822, 1.77, 1.76432, 1.77984],
                                   [1.83703, 1.81444, 1.82684, 1.81551, 1.83634],
                                   [0.84034, 0.8134, 0.83773, 0.82989, 0.84517],
-                                  [0.87302, 0.84603, 0.8704, 0.86239, 0.87798]]}}
+                                  [0.87302, 0.84603, 0.8704, 0.86239, 0.87798]]},
+ 'ExtrasLinearProbeCoOp_fp16': {'init': {'linear_probe_proj.weight': [0.0170765, 0.0658569, 0.0758057, -0.014267],
+                                         'prompt_learner.ctx': [0.6548717, -0.0263672, 0.006279, 0.0099106]},
+                                'logits': [[0.88232, 0.24683, 0.01904, -0.68213, -0.41528],
+                                           [0.88379, 0.24854, 0.00989, -0.68018, -0.41724],
+                                           [0.88135, 0.24976, 0.01746, -0.68652, -0.40967],
+                                           [0.87793, 0.24744, 0.03186, -0.67725, -0.42041],
+                                           [0.36523, 0.45361, 0.44849, 0.19043, -0.21851],
+                                           [0.38037, 0.46533, 0.46045, 0.20239, -0.2041]],
+                                'losses': [1.671875, 1.836914, 1.731445, 1.768555, 1.617188, 1.671875, 1.798828,
+                                           1.634766, 1.568359, 1.625],
+                                'lrs': [[0, 1e-05, 1e-05], [4, 0.0035, 0.02275], [9, 0.00175, 0.011375]]},
+ 'ExtrasLinearProbeMaPLe_fp16': {'init': {'linear_probe_proj.weight': [-1.2262373, -0.09021, -0.0133667, 0.0278778],
+                                          'prompt_learner.ctx': [-0.1552293, -0.0019627, -0.0310822, -0.008316],
+                                          'prompt_learner.proj.weight': [-3.2110604, 0.0225525, -0.1129761,
+                                                                         -0.0960693]},
+                                 'logits': [[2.24219, 0.91406, -0.1853, -0.73438, -0.5293],
+                                            [2.24609, 0.9126, -0.19153, -0.73828, -0.52783],
+                                            [2.24219, 0.9082, -0.18054, -0.73389, -0.51611],
+                                            [2.22461, 0.89697, -0.17786, -0.74316, -0.53418],
+                                            [0.6958, 0.61621, 0.40234, -0.17603, -0.02173],
+                                            [0.68848, 0.60938, 0.40576, -0.18481, -0.03271]],
+                                 'losses': [1.698242, 1.90332, 1.861328, 1.542969, 1.412109, 1.521484, 1.801758,
+                                            1.795898, 1.59668, 1.460938],
+                                 'lrs': [[0, 1e-05, 1e-05], [4, 0.0035, 0.02275], [9, 0.00175, 0.011375]]},
+ 'PromptSRC_fp16': {'gpa_weights': [0.274068619061197, 0.45186276187760605, 0.274068619061197],
+                    'init': {'image_encoder.VPT': [0.2260428, 0.0098641, -0.0263474, -0.0202431],
+                             'prompt_learner.ctx': [-0.3000171, -0.0019627, -0.0310822, -0.008316]},
+                    'logits': [[-0.69873, -0.7334, -0.71191, -0.80225, -0.75781],
+                               [-0.68848, -0.72363, -0.70264, -0.79248, -0.74805],
+                               [-0.66846, -0.70312, -0.68115, -0.771, -0.72803],
+                               [-0.70508, -0.73779, -0.71484, -0.80615, -0.76172],
+                               [1.34277, 1.34375, 1.40137, 1.35059, 1.32812],
+                               [1.36719, 1.36719, 1.42578, 1.37305, 1.35254]],
+                    'losses': [3.694895, 3.367409, 3.160589, 3.433303, 3.416625, 3.656613, 3.932304, 3.746428,
+                               3.382073, 3.23848, 3.086908, 3.012164, 2.921802, 2.942015, 2.81636]}}
 
 
 # ------------------------------------------------------------------------------------------------- helpers
@@ -230,6 +278,10 @@ def first_test_logits(trainer):
 
 
 def train_like_the_original(case, clip_path, root, out, monkeypatch):
+    if case.endswith("_fp16"):
+        from vlprompt.precision import TEST_ONLY_CPU_HALF
+
+        monkeypatch.setenv(TEST_ONLY_CPU_HALF, "1")
     cls = TRAINER_REGISTRY.get(CASES[case][0])
     seen = {"losses": [], "lrs": []}
     build_model, forward_backward = cls.build_model, cls.forward_backward
@@ -271,7 +323,8 @@ def test_same_seed_gives_the_official_model(case, tiny_clip_path, data_root, tmp
         assert value.flatten()[:3].tolist() == pytest.approx(first, abs=1e-7), name
 
     # Every step: the same loss; DePT's two learning rates (head, prompts) exactly as the official's optimiser.
-    assert seen["losses"] == pytest.approx(expected["losses"], abs=2e-4)
+    loss_tolerance, logit_tolerance = TOLERANCES.get(case, (2e-4, 1e-3))
+    assert seen["losses"] == pytest.approx(expected["losses"], abs=loss_tolerance)
     if "lrs" in expected:
         changes = [[i, *lrs] for i, lrs in enumerate(seen["lrs"]) if i == 0 or lrs != seen["lrs"][i - 1]]
         assert changes == expected["lrs"]
@@ -280,7 +333,7 @@ def test_same_seed_gives_the_official_model(case, tiny_clip_path, data_root, tmp
 
     # The trained (for PromptSRC: aggregated) model: the official's final-test logits for the same images.
     assert seen["images"] == BASE_IMAGES
-    assert (seen["logits"] - torch.tensor(expected["logits"])).abs().max().item() < 1e-3
+    assert (seen["logits"] - torch.tensor(expected["logits"])).abs().max().item() < logit_tolerance
 
     if case == "PromptSRC_GPA":
         # GPA averaged the whole model as the official does: frozen CLIP moved by up to an ulp, the same elements by
