@@ -93,14 +93,32 @@ case("prograd-main-lambda", "prograd/main.sh", "dtd", "rn50", "end", 16, 8, "Fal
      env={"SEEDS": "3"})
 case("prograd-b2n-official", "prograd/base2new_train.sh", "eurosat", 1, env={"CFG": "rn50_ep100", "SHOTS": "4"})
 
+# PromptSRC and DePT (issue 22): scripts written as callers of vlprompt.protocols from the start, so their
+# expected command lines were recorded from them, after checking each against the official scripts (PromptSRC's
+# scripts/promptsrc/*.sh) and DePT's runner (templates.py: its output tree, SUBSAMPLE_CLASSES all for xd).
+for m in ["promptsrc", "coop_dept", "cocoop_dept", "kgcoop_dept", "maple_dept"]:
+    case(f"{m}-b2n-train", f"{m}/base2new_train.sh", "caltech101", 1, *OPTS)
+    case(f"{m}-b2n-test", f"{m}/base2new_test.sh", "caltech101", 1, *OPTS, prepare=[f"{m}-b2n-train"])
+    case(f"{m}-xd-train", f"{m}/xd_train.sh", "imagenet", 1, *OPTS)
+    case(f"{m}-xd-test", f"{m}/xd_test.sh", "imagenet_r", 1, *OPTS, prepare=[f"{m}-xd-train"])
+case("promptsrc-few-shot", "promptsrc/few_shot.sh", "eurosat", 8, *OPTS, env={"SEEDS": "2"})
+case("promptsrc-few-shot-caltech", "promptsrc/few_shot.sh", "caltech101", 1, env={"SEEDS": "1 3"})
+case("promptsrc-reproduce", "promptsrc/reproduce_base2novel_setting.sh", "caltech101", 1, "$WEIGHTS/b2n")
+case("promptsrc-reproduce-xd", "promptsrc/reproduce_xd.sh", "dtd", 2, "$WEIGHTS/xd")
+case("promptsrc-reproduce-few-shot", "promptsrc/reproduce_few_shot.sh", "dtd", 4, "$WEIGHTS/fs", env={"SEEDS": "1 2"})
+case("promptsrc-reproduce-few-shot-missing", "promptsrc/reproduce_few_shot.sh", "dtd", 4, "$WEIGHTS/fs")
+case("coop_dept-b2n-test-untrained", "coop_dept/base2new_test.sh", "dtd", 1)
+
 
 def make_weights(root):
     """Released-weights trees: b2n/base/seed1 (a pointer to epoch 5) and xd/seed2 (no pointer: the highest
-    model.pth.tar-N, 2), and xd/seed1 without a checkpoint."""
+    model.pth.tar-N, 2), and xd/seed1 without a checkpoint; PromptSRC's few-shot release fs/4shot/seed1, seed2."""
     for folder, files in (("b2n/base/seed1/MultiModalPromptLearner", {"model.pth.tar-5": "", "model.pth.tar-3": "",
                                                                         "checkpoint": "model.pth.tar-5\n"}),
                           ("xd/seed2/MultiModalPromptLearner", {"model.pth.tar-1": "", "model.pth.tar-2": ""}),
-                          ("xd/seed1/MultiModalPromptLearner", {})):
+                          ("xd/seed1/MultiModalPromptLearner", {}),
+                          ("fs/4shot/seed1/VLPromptLearner", {"model.pth.tar-50": "", "checkpoint": "model.pth.tar-50\n"}),
+                          ("fs/4shot/seed2/VLPromptLearner", {"model.pth.tar-50": ""})):
         os.makedirs(os.path.join(root, folder), exist_ok=True)
         for name, text in files.items():
             with open(os.path.join(root, folder, name), "w") as f:

@@ -44,6 +44,12 @@ HALF_PARAMETERS = {
     "Meta_DG": ("text_ctx", "vision_ctx"),
     "KgCoOp": ("ctx",),  # successors §1.2: CoOp's learner, ctx in fp16 (its unused meta_net is not kept)
     "ProGrad": ("ctx",),  # successors §1.2: the learner in fp16 (the zero-shot teacher, frozen, stays fp32)
+    "PromptSRC": ("ctx",),  # successors §1.2: IVLP's (text ctx fp16, the VPT prompts fp32)
+    # successors §1.2, §5.3: DePT keeps its prompt method's dtypes, the probe `.type(dtype)` (fp16), FiLM fp32
+    "ExtrasLinearProbeCoOp": ("prompt_learner.ctx", "linear_probe_proj."),
+    "ExtrasLinearProbeCoCoOp": ("prompt_learner.ctx", "prompt_learner.meta_net.", "linear_probe_proj."),
+    "ExtrasLinearProbeKgCoOp": ("prompt_learner.ctx", "linear_probe_proj."),
+    "ExtrasLinearProbeMaPLe": ("prompt_learner.ctx", "prompt_learner.proj.", "linear_probe_proj."),
 }
 # What runs (Precision.name, recorded in result.json) for PREC fp16 / amp: VPT's fp16 ran in fp32 in the
 # original (TRAINER.VPT.TRUE_FP16 False).

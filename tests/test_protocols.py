@@ -69,7 +69,7 @@ def check_stages(stages, recorded, epoch=7):
 
 
 B2N_METHODS = ["cocoop", "maple", "independent-vlp", "language-prompting", "vpt", "metaprompt", "copl", "kgcoop",
-               "prograd"]
+               "prograd", "promptsrc", "coop_dept", "cocoop_dept", "maple_dept"]
 
 
 @pytest.mark.parametrize("method", B2N_METHODS)
@@ -93,7 +93,7 @@ def test_base2new_plans_what_the_scripts_run(method, recorder):
 
 
 @pytest.mark.parametrize("method", ["cocoop", "maple", "independent-vlp", "language-prompting", "vpt", "copl", "coop",
-                                    "kgcoop", "prograd"])
+                                    "kgcoop", "prograd", "promptsrc", "coop_dept", "maple_dept"])
 def test_cross_dataset_and_imagenet_dg_plan_what_the_scripts_run(method, recorder):
     for protocol, targets in (("xd", XD_TARGETS), ("imagenet_dg", IMAGENET_VARIANTS)):
         stages = plan(protocol, method, recorder.data, recorder.out, seeds=[1], opts=OPTS, repo=REPO_ROOT)
@@ -145,6 +145,39 @@ def test_prograd_few_shot_is_coops_protocol_with_its_trainer(recorder):
     check_stages(stages, recorder.recorded())
     with pytest.raises(ProtocolError, match="the few-shot protocol has scripts for coop and prograd only"):
         plan("fewshot", "kgcoop", recorder.data, recorder.out, repo=REPO_ROOT)
+
+
+def test_promptsrc_few_shot_uses_its_config_and_its_per_dataset_gpa(recorder):
+    stages = plan("fewshot", "promptsrc", recorder.data, recorder.out, datasets=["caltech101", "dtd"], seeds=[1, 2],
+                  shots=[1, 16], opts=OPTS, repo=REPO_ROOT)
+    runs = stages[0]
+    assert len(stages) == 1 and len(runs) == 2 * 2 * 2
+    assert all("vit_b16_c2_ep50_batch4_4+4ctx_few_shot.yaml" in r.argv[r.argv.index("--config-file") + 1] for r in runs)
+    gpa = ["TRAINER.PROMPTSRC.GPA_MEAN", "45", "TRAINER.PROMPTSRC.GPA_STD", "5"]
+    for r in runs:  # the config's comment: 45 / 5 for DTD (and four others), its 30 / 30 for Caltech101
+        has = any(r.argv[i:i + 4] == gpa for i in range(len(r.argv)))
+        assert has == ("/dtd.yaml" in r.argv[r.argv.index("--dataset-config-file") + 1]), r.argv
+        assert r.argv[-len(OPTS):] == OPTS  # the user's options last: they win
+    for d in ("caltech101", "dtd"):
+        for k in (1, 16):
+            recorder("promptsrc/few_shot.sh", d, k, *OPTS, SEEDS="1 2")
+    check_stages(stages, recorder.recorded())
+
+
+def test_dept_writes_its_runners_output_tree(recorder):
+    train, test = plan("base2new", "maple_dept", recorder.data, recorder.out, datasets=["dtd"], seeds=[2],
+                       repo=REPO_ROOT, variant="")
+    tail = "ExtrasLinearProbeMaPLe/dtd/shots16/vit_b16_c2_ep10_batch4_2ctx/seed2"
+    assert train[0].output_dir == f"{recorder.out}/base2new/maple_dept/train_base/{tail}"
+    assert test[0].output_dir == f"{recorder.out}/base2new/maple_dept/test_new/{tail}"
+    source, targets = plan("xd", "coop_dept", recorder.data, recorder.out, datasets=["imagenet_a"], seeds=[1],
+                           repo=REPO_ROOT, variant="")
+    assert source[0].output_dir.endswith("/imagenet/coop_dept/ExtrasLinearProbeCoOp/imagenet/shots16/"
+                                         "vit_b16_ep10_bs4_lr35/seed1")
+    assert targets[0].output_dir.endswith("/evaluation/coop_dept/ExtrasLinearProbeCoOp/imagenet_a/shots16/"
+                                          "vit_b16_ep10_bs4_lr35/seed1")
+    for run in source + targets:  # DePT's runner passes SUBSAMPLE_CLASSES all in both
+        assert run.argv[-2:] == ["DATASET.SUBSAMPLE_CLASSES", "all"]
 
 
 def test_zero_shot_plans_what_the_script_runs(recorder):

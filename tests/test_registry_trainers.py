@@ -67,6 +67,9 @@ SETTINGS = {
     "KgCoOp": {"config": "KgCoOp/vit_b16_ep100_ctxv1.yaml", "lr": 0.2, "steps": 60,
                "opts": ["TRAINER.COOP.W", 0.1, "TRAINER.COOP.CTX_INIT", "", "TRAINER.COOP.N_CTX", 16]},
     "ProGrad": {"config": "ProGrad/rn50_ep100.yaml", "lr": 0.2, "steps": 60, "opts": ["TRAINER.COOP.CTX_INIT", ""]},
+    # The self-regulation pulls towards the random tiny CLIP's zero-shot predictions: Adam moves the prompts further.
+    "PromptSRC": {"optim": "adam", "lr": 0.01},
+    "ExtrasLinearProbeMaPLe": {"lr": 0.05},
     "ZeroshotCLIP": {"config": "CoOp/vit_b16.yaml"},
     "ZeroshotCLIP2": {"config": "CoOp/vit_b16.yaml"},
 }
@@ -364,8 +367,18 @@ def write_dassl_checkpoint(run_dir, folder, state, epoch):
     return epoch
 
 
+def write_successor_original(run_dir, trainer):
+    """PromptSRC / DePT release: the whole CustomCLIP (tests/test_original_parity_promptsrc_dept.py writes it)."""
+    from test_original_parity_promptsrc_dept import write_official_layout
+
+    return write_official_layout(run_dir, trainer)
+
+
 ORIGINAL_LAYOUTS = {"CoOp": write_coop_family_original, "CoCoOp": write_coop_family_original,
                     "KgCoOp": write_kgcoop_original, "ProGrad": write_coop_family_original,
+                    "PromptSRC": write_successor_original, "ExtrasLinearProbeCoOp": write_successor_original,
+                    "ExtrasLinearProbeCoCoOp": write_successor_original,
+                    "ExtrasLinearProbeMaPLe": write_successor_original, "ExtrasLinearProbeKgCoOp": write_successor_original,
                     "MaPLe": write_maple_family_original, "IVLP": write_maple_family_original,
                     "VPT": write_maple_family_original, "MetaPrompt": write_metaprompt_original,
                     "Meta_B2N": write_metaprompt_original, "Meta_DG": write_metaprompt_original}

@@ -100,6 +100,25 @@ def test_all_eleven_datasets_are_compared_with_the_papers_average(tmp_path):
         == (82.28, 75.14, 78.55)
 
 
+@pytest.mark.parametrize("trainer,entry", [("ExtrasLinearProbeCoOp", "CoOp+DePT"), ("ExtrasLinearProbeCoCoOp", "CoCoOp+DePT"),
+                                           ("ExtrasLinearProbeKgCoOp", "KgCoOp+DePT"),
+                                           ("ExtrasLinearProbeMaPLe", "MaPLe+DePT")])
+def test_depts_published_numbers_are_its_tables_and_give_back_its_averages(tmp_path, trainer, entry):
+    """Each per-dataset HM is 2BN/(B+N) of its base and new, and the columns' means are the paper's average row (the
+    check against transcription errors), found for the DePT trainer's runs."""
+    per_dataset = BASE2NEW[entry]["per_dataset"]
+    for dataset, (b, n, h) in per_dataset.items():
+        assert harmonic_mean(b, n) == pytest.approx(h, abs=0.011), dataset  # the paper rounds after the HM
+        b2n(tmp_path, "train_base", dataset.lower(), dataset, 1, b, method=trainer)
+        b2n(tmp_path, "test_new", dataset.lower(), dataset, 1, n, method=trainer)
+    [table] = base2new_tables(str(tmp_path))
+    assert table["paper"] == entry and table["average"]["paper"] == BASE2NEW[entry]["average"]
+    average = table["average"]
+    assert [round(average["base"], 2), average["new"], round(average["hm"], 2)] == \
+        [BASE2NEW[entry]["average"][0], pytest.approx(BASE2NEW[entry]["average"][1], abs=0.011),
+         BASE2NEW[entry]["average"][2]]
+
+
 def test_cross_dataset_and_dg_tables(tmp_path):
     for seed, acc in ((1, 70.0), (2, 72.0)):
         write_result(tmp_path / f"imagenet/MaPLe/cfg_16shots/seed{seed}", config="cfg", dataset="ImageNet", seed=seed,

@@ -14,7 +14,8 @@ images are encoded together, image-major, in chunks of at most TRAINER.COCOOP.PR
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vlprompt.classifier import PromptedCLIP, per_image_scaled_logits
+from vlprompt.classifier import PromptedCLIP
+from vlprompt.dept import DecoupledHead
 from vlprompt.engine import TRAINER_REGISTRY
 from vlprompt.prompts import (DEFAULT_PROMPT_BATCH, ClassPrompts, encode_per_image_prompts, learnable_context,
                               meta_net)
@@ -48,12 +49,13 @@ class CoCoOpCLIP(PromptedCLIP):
                                             n_ctx, ctx_init)
         self.prompt_batch = prompt_batch
 
-    def logits(self, image, static=None):
-        image_features = F.normalize(self.image_encoder(image), dim=-1)
-        context = self.prompt_learner.conditioned_context(image_features)
+    def features(self, image, static=None):
+        """f(x) [B, E] and g(t_k(x)) [B, K, E], unnormalised (logits_from_features normalises both)."""
+        image_features = self.image_encoder(image)
+        context = self.prompt_learner.conditioned_context(F.normalize(image_features, dim=-1))
         text_features = encode_per_image_prompts(self.text_encoder, self.prompt_learner.class_prompts, context,
-                                                 self.prompt_batch)
-        return per_image_scaled_logits(image_features, text_features, self.logit_scale)
+                                                 self.prompt_batch, normalize=False)
+        return image_features, text_features
 
 
 @TRAINER_REGISTRY.register()
@@ -71,3 +73,9 @@ class CoCoOp(PromptTrainer):
     def build_custom_model(self, clip_model, classnames):
         c = self.method_cfg
         return CoCoOpCLIP(clip_model, classnames, c.N_CTX, c.CTX_INIT, self.method_option("PROMPT_BATCH"))
+
+
+@TRAINER_REGISTRY.register()
+class ExtrasLinearProbeCoCoOp(DecoupledHead, CoCoOp):
+    """CoCoOp with DePT's decoupled head (vlprompt.dept), under DePT's official name."""
+    CHECKPOINT_NAME = "PromptLearner"  # DePT's folder (its whole model there, the trainable tensors here)

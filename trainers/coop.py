@@ -12,7 +12,8 @@ features are computed once (PromptedCLIP.static_inputs).
 """
 import torch.nn as nn
 
-from vlprompt.classifier import PromptedCLIP, scaled_cosine_logits
+from vlprompt.classifier import PromptedCLIP
+from vlprompt.dept import DecoupledHead
 from vlprompt.engine import TRAINER_REGISTRY
 from vlprompt.prompts import CLASS_TOKEN_POSITIONS, ClassPrompts, learnable_context
 from vlprompt.trainer import PromptTrainer
@@ -50,8 +51,8 @@ class CoOpCLIP(PromptedCLIP):
         """g(t_k) for every class."""
         return self.text_encoder(self.prompt_learner(), self.prompt_learner.eot_indices)
 
-    def logits(self, image, text_features):
-        return scaled_cosine_logits(self.image_encoder(image), text_features, self.logit_scale)
+    def features(self, image, text_features):
+        return self.image_encoder(image), text_features
 
 
 @TRAINER_REGISTRY.register()
@@ -71,3 +72,9 @@ class CoOp(PromptTrainer):
     def build_custom_model(self, clip_model, classnames):
         c = self.method_cfg
         return CoOpCLIP(clip_model, classnames, c.N_CTX, c.CTX_INIT, c.CSC, c.CLASS_TOKEN_POSITION)
+
+
+@TRAINER_REGISTRY.register()
+class ExtrasLinearProbeCoOp(DecoupledHead, CoOp):
+    """CoOp with DePT's decoupled head (vlprompt.dept), under DePT's official name."""
+    CHECKPOINT_NAME = "PromptLearner"  # DePT's folder (its whole model there, the trainable tensors here)

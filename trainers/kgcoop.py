@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from vlprompt.classifier import TextPromptedCLIP
 from vlprompt.clip_loader import load_clip, tokenize
+from vlprompt.dept import DecoupledHead
 from vlprompt.engine import TRAINER_REGISTRY
 from vlprompt.errors import ConfigValueError
 from vlprompt.prompts import ClassPrompts, ContextPrompts, learnable_context, random_context
@@ -152,3 +153,13 @@ class KgCoOp(PromptTrainer):
         per-class token buffers)."""
         state = super().adapt_checkpoint_state(state_dict)
         return {k: v for k, v in state.items() if not k.startswith(ORIGINAL_UNUSED_KEYS)}
+
+
+@TRAINER_REGISTRY.register()
+class ExtrasLinearProbeKgCoOp(DecoupledHead, KgCoOp):
+    """KgCoOp with DePT's decoupled head (vlprompt.dept), under DePT's official name; KgCoOp's knowledge term joins
+    DePT's loss: (1 - lambda) CE(z_sim) + lambda CE(probe) + W * L_kg."""
+    CHECKPOINT_NAME = "PromptLearner"  # DePT's folder (its whole model there, the trainable tensors here)
+
+    def prompt_method_loss(self, image_features, text_features):
+        return self.w * knowledge_guidance_loss(text_features, self.model.prompt_model.hand_crafted)

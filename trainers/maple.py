@@ -30,6 +30,7 @@ import torch.nn as nn
 
 from vlprompt.classifier import VisionLanguagePromptedCLIP
 from vlprompt.deep_prompts import check_prompt_depth, text_context
+from vlprompt.dept import DecoupledHead
 from vlprompt.engine import TRAINER_REGISTRY
 from vlprompt.original_checkpoints import from_original_state, is_full_model_state
 from vlprompt.prompts import ClassPrompts, random_context
@@ -104,3 +105,9 @@ class MaPLe(PromptTrainer):
         if is_full_model_state(state_dict):
             return from_original_state("MaPLe", state_dict, self.model)
         return state_dict
+
+
+@TRAINER_REGISTRY.register()
+class ExtrasLinearProbeMaPLe(DecoupledHead, MaPLe):
+    """MaPLe with DePT's decoupled head (vlprompt.dept), under DePT's official name."""
+    CHECKPOINT_NAME = "MultiModalPromptLearner"  # DePT's folder (its whole model there, the trainable tensors here)

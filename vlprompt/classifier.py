@@ -4,7 +4,10 @@ A method subclasses `PromptedCLIP` and says two things:
 - `static_inputs()`: what its forward pass needs that does not depend on the image (class text
   features for CoOp; also the vision prompts for MaPLe). During evaluation this is computed once,
   not once per batch (`cached_static_inputs`);
-- `logits(image, static)`: the method's equation.
+- `features(image, static)`: its image and class text features before normalisation, from which
+  `logits` are CLIP's scaled cosine similarities — or, for a method whose equation is not that,
+  `logits(image, static)` itself. Methods that expose `features` can be given a head over them
+  (DePT, vlprompt.dept).
 """
 import contextlib
 
@@ -47,8 +50,19 @@ class PromptedCLIP(nn.Module):
         """Image-independent inputs of the forward pass (default: none)."""
         return None
 
+    def features(self, image, static):
+        """(image features [B, E], class text features [K, E] or one set per image [B, K, E]), unnormalised."""
+        raise NotImplementedError(f"{type(self).__name__} does not expose its image and text features")
+
+    def logits_from_features(self, image_features, text_features):
+        """CLIP's scaled cosine similarities of `features`' output: [B, K]."""
+        if text_features.dim() == 3:
+            return per_image_scaled_logits(F.normalize(image_features, dim=-1), F.normalize(text_features, dim=-1),
+                                           self.logit_scale)
+        return scaled_cosine_logits(image_features, text_features, self.logit_scale)
+
     def logits(self, image, static):
-        raise NotImplementedError
+        return self.logits_from_features(*self.features(image, static))
 
     def forward(self, image):
         static = self._static_cache if self._static_cache is not None else self.static_inputs()
@@ -76,10 +90,9 @@ class VisionLanguagePromptedCLIP(PromptedCLIP):
                                           n_ctx=self.prompt_learner.class_prompts.n_ctx)
         return text_features, vision_prompts, deep_vision
 
-    def logits(self, image, static):
+    def features(self, image, static):
         text_features, vision_prompts, deep_vision = static
-        image_features = self.image_encoder(image, vision_prompts, deep_vision)
-        return scaled_cosine_logits(image_features, text_features, self.logit_scale)
+        return self.image_encoder(image, vision_prompts, deep_vision), text_features
 
 
 class TextPromptedCLIP(PromptedCLIP):
@@ -90,5 +103,5 @@ class TextPromptedCLIP(PromptedCLIP):
         """g(t_k) for every class."""
         return self.text_encoder(self.prompt_learner(), self.prompt_learner.eot_indices)
 
-    def logits(self, image, text_features):
-        return scaled_cosine_logits(self.image_encoder(image), text_features, self.logit_scale)
+    def features(self, image, text_features):
+        return self.image_encoder(image), text_features

@@ -125,6 +125,21 @@ def print_args(spec, cfg):
 
 
 # ------------------------------------------------------------------------------------------ identity
+def resolve_load_epoch(model_dir, load_epoch, trainer_cls):
+    """--load-epoch as given, or for a negative one (DePT's runner passes -1) the latest epoch saved in model_dir."""
+    if load_epoch is None or load_epoch >= 0 or not model_dir:
+        return load_epoch
+    from .resume import checkpoint_epochs
+
+    name = getattr(trainer_cls, "CHECKPOINT_NAME", None)
+    folders = [os.path.join(model_dir, name)] if name else glob.glob(os.path.join(glob.escape(model_dir), "*"))
+    epochs = set().union(*(checkpoint_epochs(f) for f in folders)) if folders else set()
+    if not epochs:
+        raise MissingFileError(f"--load-epoch {load_epoch} loads the latest checkpoint, but {model_dir} holds no "
+                               f"{name or '<name>'}/model.pth.tar-N")
+    return max(epochs)
+
+
 def model_checkpoints(model_dir, load_epoch, trainer_cls):
     """{relative path: SHA-256} of the checkpoint files an evaluation loads from model_dir."""
     from .clip_loader import file_sha256
@@ -234,6 +249,8 @@ def execute(spec, codebase=None, way_out=None):
     dataset_cls = _registered(DATASET_REGISTRY, cfg.DATASET.NAME, "Dataset (DATASET.NAME, from --dataset-config-file)")
     validate_run(cfg, trainer_cls, eval_only=spec.eval_only, model_dir=spec.model_dir, seed_arg=spec.seed,
                  dataset_cls=dataset_cls)
+    if spec.eval_only:
+        spec = spec.replace(load_epoch=resolve_load_epoch(spec.model_dir, spec.load_epoch, trainer_cls))
     identity = run_identity(cfg, spec, trainer_cls, codebase)
     lock, existing = claim_run_directory(cfg.OUTPUT_DIR, identity, scope=config_scope(),
                                          way_out=way_out or DEFAULT_WAY_OUT)

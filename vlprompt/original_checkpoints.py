@@ -15,7 +15,8 @@ import re
 from .errors import UserError
 
 # registered trainer -> the original's checkpoint folder (its registered model name)
-ORIGINAL_FOLDERS = {"MaPLe": "MultiModalPromptLearner", "IVLP": "VLPromptLearner", "VPT": "prompt_learner"}
+ORIGINAL_FOLDERS = {"MaPLe": "MultiModalPromptLearner", "IVLP": "VLPromptLearner", "VPT": "prompt_learner",
+                    "PromptSRC": "VLPromptLearner"}
 # registered trainer -> [(our prompt-learner key, the original's full-model key)], {i}: a block index.
 # Keys that match no pattern are the original's prompt_learner.<same name>.
 ORIGINAL_KEYS = {
@@ -26,7 +27,10 @@ ORIGINAL_KEYS = {
     "VPT": [("input_prompts", "image_encoder.VPT"),
             ("layer_prompts.{i}", "image_encoder.transformer.resblocks.{i}.VPT_shallow")],
 }
+ORIGINAL_KEYS["PromptSRC"] = ORIGINAL_KEYS["IVLP"]  # IVLP's prompts, in the same places
 REBUILT_BUFFERS = ("prompt_learner.token_prefix", "prompt_learner.token_suffix")  # per class: never carried over
+# Frozen modules an original keeps inside its prompt learner (PromptSRC's copy of CLIP's image tower, its teacher).
+FROZEN_PROMPT_LEARNER_PARTS = ("prompt_learner.ZS_image_encoder.",)
 ORIGINAL_MODEL_PREFIXES = ("prompt_learner.", "image_encoder.", "text_encoder.")
 # Frozen CLIP tensors a full-model checkpoint holds, and where this model keeps them.
 BACKBONE_FINGERPRINT = {"image_encoder.conv1.weight": "image_encoder.visual.conv1.weight",
@@ -59,7 +63,7 @@ def to_original_key(method, key):
 def from_original_key(method, key):
     """The original's full-model key -> our prompt-learner key, or None for what we do not keep (frozen
     CLIP, logit_scale, the per-class token_prefix/token_suffix buffers)."""
-    if key in REBUILT_BUFFERS:
+    if key in REBUILT_BUFFERS or key.startswith(FROZEN_PROMPT_LEARNER_PARTS):
         return None
     if key.startswith("prompt_learner."):
         return key[len("prompt_learner."):]
@@ -95,6 +99,26 @@ def from_original_state(method, state, model):
         if name is not None:
             adapted[name] = value
     return adapted
+
+
+def original_frozen_weights(state, model):
+    """{tensor of `model`: the original checkpoint's value} for frozen CLIP's towers and logit_scale (the
+    original's image_encoder.* is CLIP's visual, its text_encoder.* the text tower without the token embedding);
+    prompts and the original's own extra modules are left out."""
+    ours = dict(model.named_parameters())
+    found = {}
+    for key, value in state.items():
+        if key == "logit_scale":
+            name = key
+        elif key.startswith("image_encoder."):
+            name = "image_encoder.visual." + key[len("image_encoder."):]
+        elif key.startswith("text_encoder."):
+            name = key
+        else:
+            continue
+        if name in ours and tuple(ours[name].shape) == tuple(value.shape) and not ours[name].requires_grad:
+            found[ours[name]] = value
+    return found
 
 
 def to_original_state(method, state):

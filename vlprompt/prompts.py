@@ -207,8 +207,9 @@ def encode_class_templates(text_encoder, classnames, templates, batch_size=1000)
 DEFAULT_PROMPT_BATCH = 8192
 
 
-def encode_per_image_prompts(text_encoder, class_prompts, context, max_sequences=DEFAULT_PROMPT_BATCH):
-    """Normalised class text features for each image's own context vectors (CoCoOp, CoPL).
+def encode_per_image_prompts(text_encoder, class_prompts, context, max_sequences=DEFAULT_PROMPT_BATCH,
+                             normalize=True):
+    """Normalised (normalize=False: raw) class text features for each image's own context vectors (CoCoOp, CoPL).
 
     context [B, n_ctx, width] -> [B, n_cls, output_dim]. The B x n_cls prompts are encoded image-major,
     as many images per text-tower call as fit in `max_sequences` sequences (at least one image), so
@@ -222,5 +223,5 @@ def encode_per_image_prompts(text_encoder, class_prompts, context, max_sequences
         prompts = class_prompts.per_image(chunk)
         eot = class_prompts.eot_indices.repeat(chunk.shape[0])
         f = text_encoder(prompts, eot).view(chunk.shape[0], n_cls, -1)
-        features.append(F.normalize(f, dim=-1))
+        features.append(F.normalize(f, dim=-1) if normalize else f)
     return torch.cat(features)

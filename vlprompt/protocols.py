@@ -12,6 +12,8 @@ them), with the same output tree:
     imagenet_dg  the same training                      -> test on the 4 ImageNet variants (domain generalization)
     dg           MetaPrompt's leave-one-domain-out DG: train on the other domains of PACS, VLCS, ... (one stage)
     fewshot      CoOp's few-shot protocol: 1/2/4/8/16 shots with the originals' config per shot count
+                 (PromptSRC's: its few-shot config, on all classes, tested on the test set)
+DePT's methods (coop_dept, ...: its runner's config names) write its runner's tree under base2new/<runner>/.
     zeroshot     zero-shot CLIP evaluated on each dataset (one stage)
 
 The epoch a test loads is the one its training run saved last; it is not known when planning (the
@@ -44,6 +46,21 @@ METHODS = {
     "prograd": ("ProGrad", "vit_b16_ep100_ctxv1", "vit_b16_ep100_ctxv1"),  # few-shot: CoOp's main.sh (docs/PROGRAD.md)
     "coop": ("CoOp", None, None),               # fewshot (scripts/coop/main.sh), xd / imagenet_dg (eval.sh)
     "zsclip": ("ZeroshotCLIP", None, None),     # zeroshot (scripts/zsclip/zeroshot.sh)
+    "promptsrc": ("PromptSRC", "vit_b16_c2_ep20_batch4_4+4ctx", "vit_b16_c2_ep20_batch4_4+4ctx_cross_datasets"),
+    # DePT: the names of its runner's configs (parallel_runner.py --cfg coop_dept), one config for both protocols
+    "coop_dept": ("ExtrasLinearProbeCoOp", "vit_b16_ep10_bs4_lr35", "vit_b16_ep10_bs4_lr35"),
+    "cocoop_dept": ("ExtrasLinearProbeCoCoOp", "vit_b16_c4_ep10_batch1_ctxv1", "vit_b16_c4_ep10_batch1_ctxv1"),
+    "kgcoop_dept": ("ExtrasLinearProbeKgCoOp", "vit_b16_ep10_ctxv1_bs4_lr35", "vit_b16_ep10_ctxv1_bs4_lr35"),
+    "maple_dept": ("ExtrasLinearProbeMaPLe", "vit_b16_c2_ep10_batch4_2ctx", "vit_b16_c2_ep10_batch4_2ctx"),
+}
+# Methods whose runs use DePT's runner's output tree (its train_base/test_new folders under base2new/<runner>/).
+DEPT_RUNNERS = ("coop_dept", "cocoop_dept", "kgcoop_dept", "maple_dept")
+# Few-shot protocols other than CoOp's: the method's config, and per-dataset options its README prescribes
+# (PromptSRC's few-shot config: GPA mean 30 / std 30, but 45 / 5 for these five datasets).
+FEWSHOT_CONFIGS = {"promptsrc": "vit_b16_c2_ep50_batch4_4+4ctx_few_shot"}
+FEWSHOT_DATASET_OPTIONS = {
+    "promptsrc": {d: ["TRAINER.PROMPTSRC.GPA_MEAN", "45", "TRAINER.PROMPTSRC.GPA_STD", "5"]
+                  for d in ("stanford_cars", "oxford_flowers", "fgvc_aircraft", "dtd", "eurosat")},
 }
 DG_CONFIG = "vit_b16_c4_ep6_batch32_4+4ctx_dg"  # MetaPrompt's leave-one-domain-out config (scripts/metaprompt/dg.sh)
 
@@ -69,6 +86,13 @@ def dg_domains(dataset):
     if dataset not in DG_DOMAINS:
         raise ProtocolError(f"unknown DG dataset {dataset!r}; choose one of: {' '.join(DG_DOMAINS)}")
     return DG_DOMAINS[dataset]
+
+
+def fewshot_options(method, dataset, cfg):
+    """The options a method's few-shot protocol adds for a dataset (only with its own few-shot config)."""
+    if cfg != FEWSHOT_CONFIGS.get(method):
+        return []
+    return list(FEWSHOT_DATASET_OPTIONS.get(method, {}).get(dataset, []))
 
 
 def coop_config(backbone, shots, dataset):
@@ -144,17 +168,25 @@ class Planner:
     def b2n_tail(self, trainer, cfg, dataset, seed, shots):
         return f"{dataset}/shots_{shots}/{trainer}/{cfg}{self.suffix}/seed{seed}"
 
-    def base2new_train(self, trainer, cfg, dataset, seed, shots=16):
+    def b2n_dirs(self, trainer, cfg, dataset, seed, shots, runner=None):
+        """(training dir, test dir): the originals' tree, or with `runner` (a DePT runner config, e.g. coop_dept)
+        DePT's: base2new/<runner>/{train_base,test_new}/<TRAINER>/<dataset>/shots<S>/<CFG>/seed<S>."""
+        if runner:
+            tail = f"{trainer}/{dataset}/shots{shots}/{cfg}{self.suffix}/seed{seed}"
+            return self.out("base2new", runner, "train_base", tail), self.out("base2new", runner, "test_new", tail)
+        tail = self.b2n_tail(trainer, cfg, dataset, seed, shots)
+        return self.out("base2new/train_base", tail), self.out("base2new/test_new", tail)
+
+    def base2new_train(self, trainer, cfg, dataset, seed, shots=16, runner=None):
         """base2new_train.sh: 16-shot training on the base classes; its final test is the base accuracy."""
-        out_dir = self.out("base2new/train_base", self.b2n_tail(trainer, cfg, dataset, seed, shots))
+        out_dir = self.b2n_dirs(trainer, cfg, dataset, seed, shots, runner)[0]
         return Run(f"{dataset}-seed{seed}-train", self.spec(
             trainer, trainer, cfg, dataset, seed, out_dir, "DATASET.NUM_SHOTS", shots, "DATASET.SUBSAMPLE_CLASSES",
             "base", *self.opts))
 
-    def base2new_test(self, trainer, cfg, dataset, seed, shots=16, load_epoch=None):
+    def base2new_test(self, trainer, cfg, dataset, seed, shots=16, load_epoch=None, runner=None):
         """base2new_test.sh: the base-trained model evaluated on the new classes."""
-        tail = self.b2n_tail(trainer, cfg, dataset, seed, shots)
-        model_dir, out_dir = self.out("base2new/train_base", tail), self.out("base2new/test_new", tail)
+        model_dir, out_dir = self.b2n_dirs(trainer, cfg, dataset, seed, shots, runner)
         return Run(f"{dataset}-seed{seed}-test", self.test_spec(
             trainer, cfg, dataset, seed, out_dir, model_dir, load_epoch, "DATASET.NUM_SHOTS", shots,
             "DATASET.SUBSAMPLE_CLASSES", "new", *self.opts), after=[f"{dataset}-seed{seed}-train"])
@@ -163,18 +195,33 @@ class Planner:
     def xd_folder(self, trainer, cfg, shots):
         return f"{trainer}/{cfg}_{shots}shots{self.suffix}"
 
-    def xd_train(self, trainer, cfg, source, seed, shots=16):
-        """xd_train.sh: training on all classes of the source dataset (ImageNet)."""
-        out_dir = self.out(source, self.xd_folder(trainer, cfg, shots), f"seed{seed}")
-        return Run(f"{source}-seed{seed}-train", self.spec(trainer, trainer, cfg, source, seed, out_dir,
-                                                           "DATASET.NUM_SHOTS", shots, *self.opts))
-
-    def xd_test(self, trainer, cfg, target, seed, shots=16, load_epoch=None, source="imagenet"):
-        """xd_test.sh: the source model on all classes and the whole test set of another dataset."""
+    def xd_dirs(self, trainer, cfg, dataset, seed, shots, runner=None, source=None):
+        """The folder of a run on `dataset`: the source's training (source None) or a target's test. With a DePT
+        runner config its tail is DePT's <TRAINER>/<dataset>/shots<S>/<CFG>/seed<S> (under imagenet/<runner>/ and
+        evaluation/<runner>/, where the tables look for sources and targets)."""
+        if runner:
+            tail = f"{trainer}/{dataset}/shots{shots}/{cfg}{self.suffix}/seed{seed}"
+            return self.out(dataset, runner, tail) if source is None else self.out("evaluation", runner, tail)
         folder = self.xd_folder(trainer, cfg, shots)
-        model_dir, out_dir = self.out(source, folder, f"seed{seed}"), self.out("evaluation", folder, target, f"seed{seed}")
+        if source is None:
+            return self.out(dataset, folder, f"seed{seed}")
+        return self.out("evaluation", folder, dataset, f"seed{seed}")
+
+    def xd_train(self, trainer, cfg, source, seed, shots=16, runner=None, extra=()):
+        """xd_train.sh: training on all classes of the source dataset (ImageNet). extra: options before the
+        user's (a few-shot protocol's per-dataset ones)."""
+        out_dir = self.xd_dirs(trainer, cfg, source, seed, shots, runner)
+        subsample = ["DATASET.SUBSAMPLE_CLASSES", "all"] if runner else []  # DePT's runner says so
+        return Run(f"{source}-seed{seed}-train", self.spec(trainer, trainer, cfg, source, seed, out_dir,
+                                                           "DATASET.NUM_SHOTS", shots, *subsample, *extra, *self.opts))
+
+    def xd_test(self, trainer, cfg, target, seed, shots=16, load_epoch=None, source="imagenet", runner=None):
+        """xd_test.sh: the source model on all classes and the whole test set of another dataset."""
+        model_dir = self.xd_dirs(trainer, cfg, source, seed, shots, runner)
+        out_dir = self.xd_dirs(trainer, cfg, target, seed, shots, runner, source=source)
+        extra = ["DATASET.NUM_SHOTS", shots, "DATASET.SUBSAMPLE_CLASSES", "all"] if runner else []
         return Run(f"{target}-seed{seed}-test", self.test_spec(trainer, cfg, target, seed, out_dir, model_dir,
-                                                               load_epoch, *self.opts),
+                                                               load_epoch, *extra, *self.opts),
                    after=[f"{source}-seed{seed}-train"])
 
     # CoOp (scripts/coop/main.sh, eval.sh; ProGrad's main.sh is CoOp's with its trainer) ----------------
@@ -225,6 +272,13 @@ class Planner:
             trainer, cfg, dataset, seed, self.out(f"released/base2new/test_{sub}", tail), model_dir, epoch,
             "DATASET.NUM_SHOTS", shots, "DATASET.SUBSAMPLE_CLASSES", sub, *self.opts)) for sub in ("base", "new")]
 
+    def released_fewshot(self, trainer, cfg, dataset, seed, shots, model_dir, epoch):
+        """reproduce_few_shot.sh (PromptSRC): a released K-shot model on its dataset's test set
+        (released/few_shot/<dataset>/<TRAINER>/<CFG>_<K>shots/seed<S>)."""
+        out_dir = self.out("released/few_shot", dataset, self.xd_folder(trainer, cfg, shots), f"seed{seed}")
+        return Run(f"{dataset}-{shots}shots-seed{seed}-test", self.test_spec(
+            trainer, cfg, dataset, seed, out_dir, model_dir, epoch, "DATASET.NUM_SHOTS", shots, *self.opts))
+
     def released_xd(self, trainer, cfg, dataset, seed, model_dir, epoch, shots=16):
         """reproduce_xd.sh: a released ImageNet model on all classes of a dataset."""
         out_dir = self.out("released/evaluation", self.xd_folder(trainer, cfg, shots), dataset, f"seed{seed}")
@@ -258,10 +312,14 @@ def plan(protocol, method, data, output, datasets=None, seeds=(1, 2, 3), shots=N
         config = cfg or f"{backbone or 'rn50'}_ep50"
         return [[p.coop_train("imagenet", config, s, 16, **COOP_CONTEXT) for s in seeds],
                 [p.coop_test(d, config, s, load_epoch, **COOP_CONTEXT) for s in seeds for d in targets]]
+    if protocol == "fewshot" and method in FEWSHOT_CONFIGS:  # e.g. scripts/promptsrc/few_shot.sh
+        config = cfg or FEWSHOT_CONFIGS[method]
+        return [[p.xd_train(trainer, config, d, s, k, extra=fewshot_options(method, d, config))
+                 for d in datasets or BASE2NEW_DATASETS for k in shots_list or FEWSHOT_SHOTS for s in seeds]]
     if protocol == "fewshot":
         if method not in FEWSHOT_METHODS:
             raise ProtocolError(f"the few-shot protocol has scripts for {' and '.join(FEWSHOT_METHODS)} only "
-                                "(scripts/<method>/main.sh)")
+                                "(scripts/<method>/main.sh), and promptsrc's (scripts/promptsrc/few_shot.sh)")
         return [[p.coop_train(d, cfg or coop_config(backbone or "rn50", k, d), s, k, trainer=trainer, **COOP_CONTEXT)
                  for d in datasets or BASE2NEW_DATASETS for k in shots_list or FEWSHOT_SHOTS for s in seeds]]
     if protocol == "zeroshot":
@@ -278,17 +336,18 @@ def plan(protocol, method, data, output, datasets=None, seeds=(1, 2, 3), shots=N
     if b2n_cfg is None:
         raise ProtocolError(f"{method} has no {protocol} protocol")
     k = one_shots(16)
+    runner = method if method in DEPT_RUNNERS else None
     if protocol == "base2new":
         config = cfg or b2n_cfg
         pairs = [(d, s) for d in datasets or BASE2NEW_DATASETS for s in seeds]
-        return [[p.base2new_train(trainer, config, d, s, k) for d, s in pairs],
-                [p.base2new_test(trainer, config, d, s, k, load_epoch) for d, s in pairs]]
+        return [[p.base2new_train(trainer, config, d, s, k, runner) for d, s in pairs],
+                [p.base2new_test(trainer, config, d, s, k, load_epoch, runner) for d, s in pairs]]
     if xd_cfg is None:
         raise ProtocolError(f"{method} has no cross-dataset protocol; use dg")
     config = cfg or xd_cfg
     targets = datasets or (XD_TARGETS if protocol == "xd" else IMAGENET_VARIANTS)
-    return [[p.xd_train(trainer, config, source, s, k) for s in seeds],
-            [p.xd_test(trainer, config, t, s, k, load_epoch, source) for s in seeds for t in targets]]
+    return [[p.xd_train(trainer, config, source, s, k, runner) for s in seeds],
+            [p.xd_test(trainer, config, t, s, k, load_epoch, source, runner) for s in seeds for t in targets]]
 
 
 def _coop_options(ctp, nctx, csc):

@@ -21,7 +21,8 @@ import shlex
 import sys
 
 from .errors import EXIT_USER_ERROR, UserError, report_user_error
-from .protocols import DG_CONFIG, METHODS, Planner, ProtocolError, dg_domains, released_epoch, resolve_spec
+from .protocols import (DEPT_RUNNERS, DG_CONFIG, FEWSHOT_CONFIGS, METHODS, Planner, ProtocolError, dg_domains,
+                        fewshot_options, released_epoch, resolve_spec)
 
 
 class UsageError(UserError):
@@ -90,19 +91,24 @@ def _weights(path):
 
 # Each job: (the script's positional arguments, what its usage line adds, a function (planner, method, *args)
 # -> the runs). The functions read the scripts' environment variables.
+def _runner(method):
+    """DePT's runner config name for DePT's methods (their runs use its output tree), else None."""
+    return method if method in DEPT_RUNNERS else None
+
+
 def _base2new_train(p, method, dataset, seed):
     trainer, cfg = _method(method, 1)
-    return [p.base2new_train(trainer, cfg, dataset, seed, _shots("16"))]
+    return [p.base2new_train(trainer, cfg, dataset, seed, _shots("16"), _runner(method))]
 
 
 def _base2new_test(p, method, dataset, seed):
     trainer, cfg = _method(method, 1)
-    return [p.base2new_test(trainer, cfg, dataset, seed, _shots("16"), _env("LOADEP"))]
+    return [p.base2new_test(trainer, cfg, dataset, seed, _shots("16"), _env("LOADEP"), _runner(method))]
 
 
 def _xd_train(p, method, dataset, seed):
     trainer, cfg = _method(method, 2)
-    return [p.xd_train(trainer, cfg, dataset, seed, _shots("16"))]
+    return [p.xd_train(trainer, cfg, dataset, seed, _shots("16"), _runner(method))]
 
 
 def _xd_train_source(p, method, seed):
@@ -112,7 +118,7 @@ def _xd_train_source(p, method, seed):
 def _xd_test(p, method, dataset, seed):
     trainer, cfg = _method(method, 2)
     return [p.xd_test(trainer, cfg, dataset, seed, _shots("16"), _env("LOADEP"),
-                      _env("SOURCE_DATASET", "imagenet"))]
+                      _env("SOURCE_DATASET", "imagenet"), _runner(method))]
 
 
 def _reproduce_base2new(p, method, dataset, seed, weights):
@@ -146,7 +152,24 @@ def _dg_all(p, method, dataset, shots):
 
 def _few_shot(p, method, dataset, shots):
     trainer, cfg = _method(method, 2)
-    return [p.xd_train(trainer, cfg, dataset, seed, shots) for seed in _seeds()]
+    if method in FEWSHOT_CONFIGS:
+        cfg = _env("CFG", FEWSHOT_CONFIGS[method])
+    return [p.xd_train(trainer, cfg, dataset, seed, shots, extra=fewshot_options(method, dataset, cfg))
+            for seed in _seeds()]
+
+
+def _reproduce_few_shot(p, method, dataset, shots, weights):
+    trainer = _env("TRAINER", METHODS[method][0])
+    cfg = _env("CFG", FEWSHOT_CONFIGS.get(method))
+    runs = []
+    for seed in _seeds():
+        model_dir = os.path.join(_weights(weights), f"{shots}shot", f"seed{seed}")
+        if not os.path.isdir(model_dir):
+            raise ProtocolError(f"no {model_dir}: WEIGHTSPATH must be the unzipped folder of one dataset, holding "
+                                f"{shots}shot/seed1 {shots}shot/seed2 {shots}shot/seed3")
+        runs.append(p.released_fewshot(trainer, cfg, dataset, seed, shots, model_dir,
+                                       _env("LOADEP") or released_epoch(model_dir)))
+    return runs
 
 
 def _coop_main(p, method, dataset, cfg, ctp, nctx, shots, csc):
@@ -172,6 +195,7 @@ JOBS = {
     "dg_train": (["DATASET", "TARGET_DOMAIN", "SEED", "SHOTS"], "", _dg_train),
     "dg_all": (["DATASET", "SHOTS"], "", _dg_all),
     "few_shot": (["DATASET", "SHOTS"], "", _few_shot),
+    "reproduce_few_shot": (["DATASET", "SHOTS", "WEIGHTSPATH"], "", _reproduce_few_shot),
     "coop_main": (["DATASET", "CFG", "CTP", "NCTX", "SHOTS", "CSC"], "", _coop_main),
     "coop_eval": (["DATASET", "CFG"], "", _coop_eval),
     "zeroshot": (["DATASET", "CFG"], "", _zeroshot),

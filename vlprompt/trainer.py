@@ -123,6 +123,14 @@ class PromptTrainer(TrainerX):
         logits = self.train_forward(image)
         return F.cross_entropy(logits, label), logits
 
+    def method_resume_state(self):
+        """What the method carries from epoch to epoch besides its trainable tensors, optimizer and schedule
+        (e.g. PromptSRC's running average of the prompts), saved with every checkpoint for an exact resume."""
+        return None
+
+    def restore_method_resume_state(self, state):
+        """Take back what method_resume_state returned (None: the checkpoint holds none)."""
+
     def adapt_checkpoint_state(self, state_dict):
         """Map a loaded state dict onto the trainable module's keys (default: drop CoOp's prompt buffers)."""
         return {k: v for k, v in state_dict.items() if k.rsplit(".", 1)[-1] not in CHECKPOINT_EXTRA_KEYS}
@@ -224,9 +232,13 @@ class PromptTrainer(TrainerX):
         self.graphed_forward = GraphedForward(self.model, self.precision,
                                               enabled=cfg.TRAIN.get("CUDA_GRAPHS", True))
         if trainable is not None and names:
-            self.optim = build_optimizer(trainable, cfg.OPTIM)
+            self.optim = self.make_optimizer(trainable)
             self.sched = build_lr_scheduler(self.optim, cfg.OPTIM)
             self.register_model(self.CHECKPOINT_NAME, trainable, self.optim, self.sched)
+
+    def make_optimizer(self, trainable):
+        """OPTIM's optimizer over the trainable module (a method may group its parameters, e.g. DePT)."""
+        return build_optimizer(trainable, self.cfg.OPTIM)
 
     # ---------------------------------------------------------------------------------- training
     def train(self):
@@ -313,11 +325,14 @@ class PromptTrainer(TrainerX):
 
     def save_model(self, epoch, directory, is_best=False, val_result=None, model_name=""):
         """Dassl's checkpoint (state_dict, epoch, optimizer, scheduler, val_result) plus what an exact
-        resume needs (`resume`: random states, GradScaler, best validation result). The file is written
-        atomically before the `checkpoint` pointer, so no kill loses a completed epoch."""
+        resume needs (`resume`: random states, GradScaler, best validation result, the method's own state).
+        The file is written atomically before the `checkpoint` pointer, so no kill loses a completed epoch."""
         self.check_parameters_finite(f"at epoch {epoch + 1}")
         resume = {"rng": capture_rng_state(), "scaler": self.scaler.state_dict() if self.scaler is not None else None,
                   "best_result": self.best_result}
+        method_state = self.method_resume_state()
+        if method_state is not None:
+            resume["method"] = method_state
         for name in self.get_model_names():
             module, optim, sched = self.registered[name]
             state = {"state_dict": module.state_dict(), "epoch": epoch + 1,
@@ -358,6 +373,7 @@ class PromptTrainer(TrainerX):
             resume = checkpoint.get("resume")
             with atomic_write(osp.join(directory, name, "checkpoint"), "w") as f:
                 f.write(f"model.pth.tar-{epoch}\n")
+        self.restore_method_resume_state(resume.get("method") if resume is not None else None)
         if resume is not None:
             restore_rng_state(resume["rng"])
             if self.scaler is not None and resume.get("scaler"):
