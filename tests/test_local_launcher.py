@@ -2,43 +2,23 @@
 respect the stages' dependencies, isolate failures and retry them when run again; a worker is replaced after an
 error that may have broken it, a hung run is stopped, the workers die with the launcher, and two launchers on
 one output wait for each other's runs. Every wait is for a state (a lock held, a process gone), bounded."""
-import glob
 import json
 import os
 import re
 import socket
 import subprocess
 import sys
-import time
-
-import torch
 
 from vlprompt.launchers.base import DONE, FAILED, RUNNING, Run, is_finished, run_state
 from vlprompt.launchers.local import cpu_threads, launch
 from vlprompt.protocols import all_runs, plan, resolve_argv
 
-from helpers import REPO_ROOT, fast_opts
+from helpers import REPO_ROOT, assert_bit_identical, checkpoints, fast_opts, wait_until
 
 
 def tiny_base2new(root, data, clip, datasets=("caltech101",)):
     return plan("base2new", "maple", data, str(root), datasets=list(datasets), seeds=[1, 2],
                 opts=fast_opts(clip, epochs=1), variant="", repo=REPO_ROOT)
-
-
-def checkpoints(run_dir):
-    files = sorted(glob.glob(os.path.join(run_dir, "*", "model.pth.tar-*")))
-    assert files, run_dir
-    return {os.path.relpath(f, run_dir): torch.load(f, map_location="cpu", weights_only=False) for f in files}
-
-
-def assert_bit_identical(a, b, where):
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.shape == b.shape, where
-        assert torch.equal(a, b), where
-    elif isinstance(a, dict):
-        assert sorted(a) == sorted(b), where
-        for key in a:
-            assert_bit_identical(a[key], b[key], f"{where}/{key}")
 
 
 def test_long_lived_workers_give_the_results_of_one_process_per_run(tmp_path, caltech_root, tiny_clip_path):
@@ -89,7 +69,6 @@ LAUNCHER_CODEBASE = os.path.join(REPO_ROOT, "tests", "launcher_codebase")
 COOP_CONFIG = os.path.join(REPO_ROOT, "configs/trainers/CoOp/vit_b16_ep50.yaml")
 CALTECH_CONFIG = os.path.join(REPO_ROOT, "configs/datasets/caltech101.yaml")
 HOST = socket.gethostname()
-WAIT_S = 300  # bound of every wait for a state: far above what the tiny runs need
 
 
 def coop_run(name, root, out, clip, trainer="CoOp"):
@@ -112,15 +91,6 @@ def is_alive(pid):
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
-
-
-def wait_until(condition, timeout=WAIT_S, poll=0.2):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(poll)
-    return True
 
 
 def test_a_worker_is_replaced_after_an_error_that_is_not_the_users_and_after_a_crash(tmp_path, caltech_root,

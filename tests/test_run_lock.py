@@ -104,7 +104,6 @@ def test_the_lock_file_keeps_one_writer_and_takes_over_a_dead_holders_file(tmp_p
 
 def test_a_run_completes_with_the_lock_file_where_flock_fails(tmp_path, caltech_root, tiny_clip_path, monkeypatch,
                                                              capsys):
-    from vlprompt.cli import main as cli_main  # noqa: F401 (the package's entry points import cleanly)
     from vlprompt.entry import main
 
     monkeypatch.setattr(run_dir.fcntl, "flock", no_flock(errno.EOPNOTSUPP))

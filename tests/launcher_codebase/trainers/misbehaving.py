@@ -8,9 +8,9 @@ datasets are registered) and registers its subclasses next to them. Nothing in t
     RaisingCoOp      raises a RuntimeError (not a user error: its worker is replaced)
     SegfaultingCoOp  kills its own process with SIGSEGV (a crash of the worker)
     HangingCoOp      never returns (a hung run)
-    PausingCoOp      at the first batch of its second epoch, when $LAUNCHER_TEST_PAUSE names a FIFO, writes
-                     "<fifo>.reached" and blocks opening the FIFO: held mid-training, deterministically,
-                     until a signal (Slurm's preemption notice) or a writer releases it
+    PausingCoOp      at the first batch of its second epoch, when a FIFO "<its output dir>.pause" exists, writes
+                     "<that FIFO>.reached" and blocks opening it: held mid-training, deterministically, until a
+                     signal (Slurm's preemption notice) or a writer releases it
 """
 import os
 import signal
@@ -20,7 +20,6 @@ from vlprompt.engine import TRAINER_REGISTRY
 from vlprompt.plugins import load_codebase
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-PAUSE_ENV = "LAUNCHER_TEST_PAUSE"
 
 load_codebase(REPO_ROOT)
 CoOp = TRAINER_REGISTRY.get("CoOp")
@@ -48,8 +47,8 @@ class HangingCoOp(CoOp):
 @TRAINER_REGISTRY.register()
 class PausingCoOp(CoOp):
     def forward_backward(self, batch):
-        fifo = os.environ.get(PAUSE_ENV)
-        if (self.epoch, self.batch_idx) == (1, 0) and fifo and os.path.exists(fifo):
+        fifo = os.path.normpath(self.output_dir) + ".pause"
+        if (self.epoch, self.batch_idx) == (1, 0) and os.path.exists(fifo):
             with open(f"{fifo}.reached", "w") as f:
                 f.write(f"{os.getpid()}\n")
             with open(fifo):  # blocks until a writer opens it, or a signal's handler raises
