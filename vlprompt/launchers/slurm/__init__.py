@@ -14,13 +14,13 @@ One module per concern, each read top-down:
 - `job`: what runs inside a job (a group of runs, requeued on preemption and time limits);
 - `snapshot`: `--freeze-code`, the copy of the codebase the jobs run from;
 - `submission`: one job array per stage, with stage dependencies and grouping of short runs;
-- `follow`: `--wait`, following the jobs with live progress until every stage has ended.
+- `watch`: `--wait`, following the jobs with live progress until every stage has ended.
 
 Nothing here imports torch or submitit at import time (`status` works without either).
 """
 from ..base import Run
 from .files import read_submissions, task_log
-from .follow import follow
+from .watch import follow
 from .job import GroupTask, run_group
 from .options import (SlurmLauncherError, SlurmOptions, add_arguments, executor_parameters, options_from_args,
                       poll_seconds, sbatch_parameters, time_minutes)

@@ -15,14 +15,21 @@ from .files import read_submissions, task_log
 from .scheduler import RUNNING_JOB_STATES, is_active, job_states, state_of
 
 
+def submitted_jobs(output):
+    """What the scheduler says about the jobs submissions.json names ({job: state}, {} when it names none; None
+    when the scheduler cannot be asked)."""
+    known = [(entry or {}).get("job") for entry in read_submissions(output).values()]
+    known = [job for job in known if job]
+    return job_states(known) if known else {}
+
+
 def status(stages, output, jobs="ask"):
     """{run name: RunState} (done / running / failed / other / pending), with the job id of each run's latest
     submission and the scheduler's state of that job where it can be asked. jobs: {job: state} (default:
-    ask squeue and sacct; None: do not ask)."""
+    ask squeue and sacct, submitted_jobs; None: do not ask)."""
     submissions = read_submissions(output)
     if jobs == "ask":
-        known = [(entry or {}).get("job") for entry in submissions.values()]
-        jobs = job_states([j for j in known if j]) if submissions else None
+        jobs = submitted_jobs(output) if submissions else None
     states = {}
     for stage in stages:
         for run in stage:

@@ -8,7 +8,11 @@ import time
 
 from ..base import DONE, FAILED, RUNNING
 from ..progress import Active
-from .status import counts_of, in_flight, status
+from .options import SlurmLauncherError
+from .status import counts_of, in_flight, status, submitted_jobs
+
+# squeue failing this many times in a row ends --wait (one failure is retried at the next poll)
+SCHEDULER_FAILURES = 5
 
 
 def follow(stages, output, poll_s=30.0, display=None, out=print, timeout=None, quiet=(), sleep=time.sleep,
@@ -19,8 +23,19 @@ def follow(stages, output, poll_s=30.0, display=None, out=print, timeout=None, q
     deadline = None if timeout is None else clock() + timeout
     refresh_s = min(poll_s, display.refresh_s) if display is not None and display.terminal else poll_s
     seen = dict.fromkeys(quiet, DONE)
+    failures = 0
     while True:
-        states = status(stages, output)
+        jobs = submitted_jobs(output)
+        if jobs is None:  # squeue failed: the tree alone cannot tell whether the jobs still run
+            failures += 1
+            if failures >= SCHEDULER_FAILURES:
+                raise SlurmLauncherError(f"squeue failed {failures} times in a row: cannot follow the jobs; see them "
+                                         "later with the same command and --status")
+            out(f"WARNING: squeue failed; asking again in {poll_s:g} s")
+            sleep(poll_s)
+            continue
+        failures = 0
+        states = status(stages, output, jobs=jobs)
         _announce(states, seen, out)
         counts, active = counts_of(states), _active(states)
         if not any(in_flight(s) for s in states.values()):
