@@ -205,6 +205,7 @@ class _Launch:
                 elif i not in self.pids:
                     raise RuntimeError(f"worker {i} could not start ({_exit_text(worker.exitcode)}): see "
                                        f"{os.path.join(self.log_dir, f'worker-{i}.log')}")
+                self.ready.discard(i)
                 if self.pending or self.waiting:
                     self.replace_worker(i)
             elif self.run_timeout and i in self.busy and now - self.busy[i][1] > self.run_timeout:
