@@ -79,3 +79,12 @@ def wait_until(condition, timeout=300, poll=0.2):
             return False
         time.sleep(poll)
     return True
+
+
+def git_head(checkout):
+    """(commit, whether tracked files differ from it) of a git checkout: what a run records of its code."""
+    def git(*args):
+        return subprocess.run(["git", "-C", str(checkout), *args], capture_output=True, text=True,
+                              check=True).stdout
+
+    return git("rev-parse", "HEAD").strip(), bool(git("status", "--porcelain", "--untracked-files=no").strip())

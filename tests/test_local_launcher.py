@@ -13,7 +13,7 @@ from vlprompt.launchers.base import DONE, FAILED, RUNNING, Run, is_finished, run
 from vlprompt.launchers.local import cpu_threads, launch
 from vlprompt.protocols import all_runs, plan, resolve_argv
 
-from helpers import REPO_ROOT, assert_bit_identical, checkpoints, fast_opts, wait_until
+from helpers import REPO_ROOT, assert_bit_identical, checkpoints, fast_opts, git_head, wait_until
 
 
 def tiny_base2new(root, data, clip, datasets=("caltech101",)):
@@ -40,6 +40,9 @@ def test_long_lived_workers_give_the_results_of_one_process_per_run(tmp_path, ca
             result_b = json.load(f)
         assert result_a["metrics"] == result_b["metrics"], a.name
         assert result_a["identity"]["fingerprint"] == result_b["identity"]["fingerprint"], a.name
+        with open(os.path.join(a.output_dir, "identity.json")) as f:
+            recorded = json.load(f)["recorded"]  # the code a worker ran: the checkout's commit, and its dirt
+        assert (recorded["codebase"], recorded["commit"], recorded["dirty"]) == (REPO_ROOT, *git_head(REPO_ROOT)), a.name
         if a.name.endswith("-train"):
             assert_bit_identical(checkpoints(a.output_dir), checkpoints(b.output_dir), a.name)
 

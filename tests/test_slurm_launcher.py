@@ -16,7 +16,7 @@ import sys
 
 import pytest
 
-from helpers import REPO_ROOT, assert_bit_identical, checkpoints, fast_opts, wait_until
+from helpers import REPO_ROOT, assert_bit_identical, checkpoints, fast_opts, git_head, wait_until
 from vlprompt.launchers import base, slurm
 from vlprompt.launchers.base import DONE, FAILED, PENDING, RUNNING, Run, is_finished, run_state
 
@@ -289,9 +289,7 @@ def test_wait_follows_the_jobs_then_prints_the_table_and_fails_if_a_run_failed(s
     scripts = [os.path.join(folder, f) for folder, _, files in os.walk(output / "slurm" / "logs") for f in files
                if f.endswith("_submission.sh")]
     assert scripts and all("#SBATCH --qos=normal" in open(path).read() for path in scripts)
-    head = subprocess.run(["git", "-C", REPO_ROOT, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-    dirty = bool(subprocess.run(["git", "-C", REPO_ROOT, "status", "--porcelain", "--untracked-files=no"],
-                                capture_output=True, text=True).stdout.strip())
+    head, dirty = git_head(REPO_ROOT)
     [train_dir] = [os.path.dirname(p) for p in _results(output) if "/train_base/caltech101/" in p]
     recorded = identity(train_dir)["recorded"]
     assert (recorded["commit"], recorded["dirty"], recorded["codebase"]) == (head, dirty, REPO_ROOT)
@@ -319,9 +317,10 @@ def test_frozen_code_is_what_queued_jobs_run_whatever_the_checkout_becomes(slurm
     git = ["git", "-C", str(checkout), "-c", "user.name=vlprompt-test", "-c", "user.email=test@example.invalid"]
     for argv in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "the code"]):
         subprocess.run(git + argv, check=True, capture_output=True)
-    head = subprocess.run(git + ["rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     with open(checkout / "train.py", "a") as f:
         f.write("# edited before the submission\n")
+    head, dirty = git_head(checkout)
+    assert dirty
 
     output = tmp_path / "output"
     proc = vlprompt_run("base2new", "maple", "--datasets", "caltech101", "--seeds", "1", "--launcher", "slurm",
