@@ -62,9 +62,9 @@ def test_on_a_terminal_a_bar_per_running_run_under_the_protocols(tmp_path):
     display.update({"done": 2, "failed": 1, "running": 2, "pending": 1},
                    [Active("[GPU 0 0]", "caltech101-seed1-train", a), Active("[GPU 0 1]", "dtd-seed1-test", b)])
     text = stream.getvalue()
-    assert "protocol: 3/6" in text and "2 done, 1 failed, 2 running, 1 pending" in text
-    assert "[GPU 0 0] caltech101-seed1-train" in text and "epoch 2/5 batch 1/4 eta 0:00:40" in text
-    assert "[GPU 0 1] dtd-seed1-test" in text and "testing" in text
+    assert "protocol 3/6 (2 done, 1 failed, 2 running, 1 pending) |" in text
+    assert "[GPU 0 0] caltech101-seed1-train: epoch 2/5 batch 1/4 eta 0:00:40 |" in text
+    assert "[GPU 0 1] dtd-seed1-test: testing |" in text
     assert sorted(display._bars) == ["[GPU 0 0]", "[GPU 0 1]"]
     display.update({"done": 3, "failed": 1, "running": 1, "pending": 1}, [Active("[GPU 0 1]", "dtd-seed1-test", b)])
     assert sorted(display._bars) == ["[GPU 0 1]"]  # the finished run's bar is gone

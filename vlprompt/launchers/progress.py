@@ -130,27 +130,30 @@ class ProgressDisplay:
     def _draw(self, counts, active):
         from tqdm import tqdm
 
+        def bar(position):
+            return tqdm(total=1000, position=position, file=self.stream, dynamic_ncols=True, leave=False,
+                        bar_format="{desc} |{bar}|")
+
         finished = counts.get("done", 0) + counts.get("failed", 0)
         if self._summary is None:
-            self._summary = tqdm(total=self.total, desc="protocol", unit="run", position=0, file=self.stream,
-                                 dynamic_ncols=True, leave=False, bar_format="{desc}: {n}/{total} |{bar}| {postfix}")
-        self._summary.n = finished
-        self._summary.set_postfix_str(summary(counts), refresh=False)
-        self._summary.refresh()
+            self._summary = bar(0)
+        self._show(self._summary, f"protocol {finished}/{self.total} ({summary(counts) or 'starting'})",
+                   finished / max(1, self.total))
         labels = [a.label for a in active]
         for label in list(self._bars):
             if label not in labels:
                 self._bars.pop(label).close()
         for k, run in enumerate(active):
-            bar = self._bars.get(run.label)
-            if bar is None:
-                bar = self._bars[run.label] = tqdm(total=1000, position=k + 1, file=self.stream, dynamic_ncols=True,
-                                                   leave=False, bar_format="{desc} |{bar}| {postfix}")
+            if run.label not in self._bars:
+                self._bars[run.label] = bar(k + 1)
             p = read_progress(run.output_dir, run.since) or RunProgress("starting")
-            bar.set_description_str(f"{run.label} {run.name}", refresh=False)
-            bar.n = int(round(1000 * p.fraction))
-            bar.set_postfix_str(p.describe(), refresh=False)
-            bar.refresh()
+            self._show(self._bars[run.label], f"{run.label} {run.name}: {p.describe()}", p.fraction)
+
+    @staticmethod
+    def _show(bar, text, fraction):
+        bar.set_description_str(text, refresh=False)
+        bar.n = int(round(1000 * fraction))
+        bar.refresh()
 
     def close(self):
         for bar in self._bars.values():
