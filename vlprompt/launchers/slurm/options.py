@@ -62,7 +62,8 @@ def add_arguments(parser):
     g.add_argument("--wait", action="store_true",
                    help="wait until every stage has ended (live status), print the table, exit 1 if a run failed")
     g.add_argument("--poll-interval", type=float, default=DEFAULT_POLL_S, metavar="SECONDS",
-                   help=f"how often --wait and --status ask the scheduler (default {DEFAULT_POLL_S:.0f} s)")
+                   help=f"how often --wait asks the scheduler (default {DEFAULT_POLL_S:.0f} s; real clusters: 30 or "
+                   "more)")
     return g
 
 
