@@ -42,3 +42,49 @@ def run_script(script, *args, data, output, env=None, check=True, timeout=600):
 def read_result(run_dir):
     with open(os.path.join(run_dir, "result.json")) as f:
         return json.load(f)
+
+
+def checkpoints(run_dir):
+    """{relative path: loaded checkpoint} of a run's model.pth.tar-* files."""
+    import glob
+
+    import torch
+
+    files = sorted(glob.glob(os.path.join(run_dir, "*", "model.pth.tar-*")))
+    assert files, run_dir
+    return {os.path.relpath(f, run_dir): torch.load(f, map_location="cpu", weights_only=False) for f in files}
+
+
+def assert_bit_identical(a, b, where):
+    """Every tensor of two (nested) checkpoint dicts equal bit for bit, dtype and shape included."""
+    import torch
+
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.shape == b.shape, where
+        assert torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert sorted(a) == sorted(b), where
+        for key in a:
+            assert_bit_identical(a[key], b[key], f"{where}/{key}")
+
+
+def wait_until(condition, timeout=300, poll=0.2):
+    """Poll `condition` until it holds (True) or `timeout` seconds have passed (False): tests wait for states,
+    never for a fixed time."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(poll)
+    return True
+
+
+def git_head(checkout):
+    """(commit, whether tracked files differ from it) of a git checkout: what a run records of its code."""
+    def git(*args):
+        return subprocess.run(["git", "-C", str(checkout), *args], capture_output=True, text=True,
+                              check=True).stdout
+
+    return git("rev-parse", "HEAD").strip(), bool(git("status", "--porcelain", "--untracked-files=no").strip())

@@ -8,8 +8,9 @@ directory, everything a cluster needs and nothing outside it:
 2. a generated `slurm.conf`: this host as controller and as the single node `NodeName=<short hostname>`
    (loopback address, ports picked free on 127.0.0.1), with this machine's CPUs (`os.cpu_count()`, as
    `nproc --all`) and most of its memory, one partition `debug` (Default=YES), `proctrack/linuxproc` and
-   `task/none` (no cgroups), `SlurmUser=root`, no accounting, and every state/spool/log/pid path inside
-   the temporary directory;
+   `task/none` (no cgroups), `SlurmUser=root`, no accounting (so no sacct), and every state/spool/log/pid
+   path inside the temporary directory; a requeued job may start again after 5 s (munge's `cred_expire`,
+   120 s by default) and the scheduler looks at pending jobs every 2 s (60 s by default);
 3. `slurmctld` and `slurmd` in the foreground as children of the test process;
 4. `SLURM_CONF` pointing the client commands (sbatch, squeue, scancel, sinfo) and the jobs at it, until
    the session ends;
@@ -109,7 +110,7 @@ class SlurmCluster:
             f"SlurmctldHost={self.node}(127.0.0.1)",
             f"SlurmctldPort={_free_port()}",
             f"SlurmdPort={_free_port()}",
-            f"AuthInfo=socket={self.munge_socket}",
+            f"AuthInfo=socket={self.munge_socket},cred_expire=5",  # a requeued job waits 5 s, not 120 s
             "SlurmUser=root",
             "SlurmdUser=root",
             "ProctrackType=proctrack/linuxproc",
@@ -118,6 +119,8 @@ class SlurmCluster:
             "SelectType=select/cons_tres",
             "SelectTypeParameters=CR_Core",
             "SchedulerType=sched/backfill",
+            # Look at pending jobs every 2 s (default 60 s / 30 s), so that a requeued job starts again soon.
+            "SchedulerParameters=sched_interval=2,bf_interval=2",
             "ReturnToService=2",
             # The node's CPUs and memory are taken from this file, not re-measured by slurmd: on a busy or
             # containerised machine a measured value below the configured one would drain the node.

@@ -2,6 +2,7 @@
 (checked in a fresh interpreter, where nothing else has imported them)."""
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -132,6 +133,7 @@ def test_run_status_reads_the_output_tree_without_torch(tmp_path):
     assert json.loads(lines[-1])["torch"] is False
     assert "  done     caltech101-seed1-train" in lines
     assert f"  failed   caltech101-seed2-train  log: {os.path.join(failed, 'log.txt')}" in lines
-    assert "  running  caltech101-seed1-test" in lines and "  pending  caltech101-seed2-test" in lines
+    assert f"  running  caltech101-seed1-test  (PID {os.getpid()} on {socket.gethostname()})" in lines  # the holder
+    assert "  pending  caltech101-seed2-test" in lines
     assert "1 done, 1 running, 1 failed, 0 other, 1 pending (of 4 runs)" in lines
     assert "status ['run', 'base2new'] 1" in proc.stderr  # a failed run: exit status 1

@@ -2,6 +2,8 @@
 import json
 import os
 
+import pytest
+
 from helpers import read_result, REPO_ROOT, fast_opts
 from vlprompt.launchers.base import DONE, FAILED, PENDING, RUNNING, Run, is_finished, run_in_process, run_state
 from vlprompt.run_dir import RunLock
@@ -72,3 +74,71 @@ def test_a_slurm_run_whose_job_ended_before_its_identity_is_failed_with_the_task
     assert (states["b"].state, states["b"].scheduler) == (PENDING, "PENDING")
     assert states["c"].state == PENDING and states["c"].job is None  # never submitted
     assert slurm.status([runs], str(output), jobs=None)["a"].state == PENDING  # squeue unknown: no guess
+
+
+def test_the_scheduler_is_squeue_then_sacct_for_the_jobs_that_left_the_queue(monkeypatch):
+    from vlprompt.launchers.slurm import scheduler
+
+    outputs, calls = {"squeue": "41_1|RUNNING\n42_[0-3%2]|PENDING\n",
+                      "sacct": "41_0|COMPLETED\n41_2|CANCELLED by 0\n40|TIMEOUT\n"}, []
+
+    def query(argv):
+        calls.append(argv)
+        return outputs[argv[0]]
+
+    monkeypatch.setattr(scheduler, "_query", query)
+    monkeypatch.setattr(scheduler, "_sacct_works", [None])
+    jobs = scheduler.job_states(["41_0", "41_1", "41_2", "42_3", "40"])
+    assert [scheduler.state_of(jobs, job) for job in ("41_0", "41_1", "41_2", "42_3", "42_5", "40")] == [
+        "COMPLETED", "RUNNING", "CANCELLED", "PENDING", None, "TIMEOUT"]
+    assert calls[1] == ["sacct", "-X", "-n", "-P", "-o", "JobID,State", "-j", "40,41"]  # only what squeue lacks
+    outputs["sacct"] = None  # a cluster without accounting: sacct fails once, and is not asked again
+    calls.clear()
+    assert scheduler.job_states(["40"]) == {"41_1": "RUNNING", "42_[0-3%2]": "PENDING"}
+    assert scheduler.job_states(["40"]) == {"41_1": "RUNNING", "42_[0-3%2]": "PENDING"}
+    assert [argv[0] for argv in calls] == ["squeue", "sacct", "squeue"]
+    outputs["squeue"] = None
+    assert scheduler.job_states(["40"]) is None
+
+
+def test_slurm_status_believes_the_scheduler_where_the_tree_cannot_know(tmp_path):
+    """A directory that looks failed from here (its lock invisible: node-local flock) is running while its job
+    runs; a record of a holder on another node whose job has ended is not running any more."""
+    from vlprompt.launchers import slurm
+
+    output = tmp_path / "output"
+    run = Run("a", [], str(output / "a"))
+    os.makedirs(run.output_dir)
+    write(os.path.join(run.output_dir, "identity.json"), {"fingerprint": "f"})
+    os.makedirs(output / "slurm")
+    write(str(output / "slurm" / "submissions.json"), {"a": {"job": "41_0"}})
+    state = lambda jobs: slurm.status([[run]], str(output), jobs=jobs)["a"]  # noqa: E731
+    assert (state({}).state, state({}).log) == (FAILED, os.path.join(run.output_dir, "log.txt"))
+    assert state({"41_0": "RUNNING"}).state == RUNNING and slurm.in_flight(state({"41_0": "RUNNING"}))
+    assert state({"41_0": "PENDING"}).state == PENDING and slurm.in_flight(state({"41_0": "PENDING"}))  # requeued
+    (output / "a" / ".vlprompt.lock").write_text("4242 node7\n")  # held on another node, heartbeat fresh
+    assert state(None).state == RUNNING and state({"41_0": "RUNNING"}).state == RUNNING
+    assert state({}).state == FAILED and not slurm.in_flight(state({}))  # its job has ended
+
+
+def test_wait_retries_a_failing_squeue_and_announces_each_run_that_ends(tmp_path, monkeypatch):
+    from vlprompt.launchers.slurm import watch as following
+    from vlprompt.launchers.slurm.options import SlurmLauncherError
+
+    output = tmp_path / "output"
+    run = Run("a", [], str(output / "a"))
+    os.makedirs(run.output_dir)
+    write(os.path.join(run.output_dir, "identity.json"), {"fingerprint": "f"})
+    os.makedirs(output / "slurm")
+    write(str(output / "slurm" / "submissions.json"), {"a": {"job": "41_0"}})
+    looks = [None, {"41_0": "RUNNING"}, {"41_0": "RUNNING"}, {}]
+    monkeypatch.setattr(following, "submitted_jobs", lambda out: looks.pop(0))
+    now, lines = [0.0], []
+    states = following.follow([[run]], str(output), poll_s=30, out=lines.append, sleep=lambda s: now.__setitem__(
+        0, now[0] + s), clock=lambda: now[0])
+    assert states["a"].state == FAILED and looks == [] and now[0] == 90.0  # asked every 30 s
+    assert lines == ["WARNING: squeue failed; asking again in 30 s",
+                     f"  FAILED a (log: {os.path.join(run.output_dir, 'log.txt')})"]
+    monkeypatch.setattr(following, "submitted_jobs", lambda out: None)
+    with pytest.raises(SlurmLauncherError, match="^squeue failed 5 times in a row: cannot follow the jobs"):
+        following.follow([[run]], str(output), poll_s=1, out=lines.append, sleep=lambda s: None)

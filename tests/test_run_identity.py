@@ -4,6 +4,7 @@ import collections
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 
@@ -170,8 +171,8 @@ def test_one_writer_per_run_directory(tmp_path, caltech_root, tiny_clip_path, ca
         code, _, err = cli(argv(caltech_root, out, tiny_clip_path, epochs=1), capsys)
     finally:
         lock.release()
-    assert code == 2 and err == f"error: {out} is in use by another run (PID {os.getpid()}): wait for it to finish, " \
-                                "or write this run to another output directory\n"
+    assert code == 2 and err == f"error: {out} is in use by another run (PID {os.getpid()} on {socket.gethostname()}): " \
+                                "wait for it to finish, or write this run to another output directory\n"
     assert not (out / "log.txt").exists()
     # A holder that dies (SIGKILL) leaves no stuck lock.
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from vlprompt.run_dir import RunLock; "

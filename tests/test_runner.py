@@ -106,3 +106,33 @@ def test_an_unavailable_launcher_is_one_clear_line(tmp_path, monkeypatch, capsys
                  "--repo", REPO_ROOT]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: the slurm launcher is not available") and err.count("\n") == 1
+
+
+def test_launcher_options_are_checked_before_anything_runs(tmp_path, capsys):
+    from vlprompt.cli import main
+
+    base = ["run", "base2new", "maple", "--root", str(tmp_path), "--output", str(tmp_path / "out"), "--repo",
+            REPO_ROOT]
+    for extra, message in (
+            (["--run-timeout", "soon"], "--run-timeout 'soon': use minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM, "
+                                        "D-HH:MM:SS, or a number with a unit (45s, 30m, 4h, 1d)"),
+            (["--run-timeout", "0"], "--run-timeout '0': must be positive"),
+            (["--wait"], "--wait is for --launcher slurm (the local launcher always waits for its runs)"),
+            (["--launcher", "slurm", "--run-timeout", "1h"],
+             "--run-timeout is for the local launcher (a Slurm job's limit is --time)"),
+            (["--launcher", "slurm", "--poll-interval", "0"],
+             "--poll-interval 0.0: give a positive number of seconds (default 30; real clusters: 30 or more)"),
+            (["--launcher", "slurm", "--group", "0"], "--group 0: must be at least 1"),
+            (["--launcher", "slurm", "--sbatch", "--comment=two words"],
+             "--sbatch '--comment=two words': give one option per line, e.g. --sbatch '--qos=high'")):
+        assert main(base + extra) == 2, extra
+        assert capsys.readouterr().err == f"error: {message}\n"
+    assert not (tmp_path / "out").exists()  # nothing was planned into the output, nothing submitted
+
+
+def test_durations_take_slurms_formats():
+    from vlprompt.launchers.durations import duration_seconds, format_duration
+
+    assert [duration_seconds(v) for v in (90, "90", "1:30:00", "10:30", "2-00", "1-01:00:30", "45s", "1.5h")] == [
+        5400, 5400, 5400, 630, 172800, 90030, 45, 5400]
+    assert [format_duration(s) for s in (2, 119, 3600, 9000)] == ["2 s", "119 s", "60 min", "2 h 30 min"]

@@ -5,7 +5,8 @@
     vlprompt data download NAME [NAME...] --root $DATA [--mirror URL] [--keep-archives]
     vlprompt results {base2new,xd,dg,fewshot,zeroshot} OUTPUT [--trainer T] [--config CFG] [--shots K] [--paper NAME] [--out DIR]
     vlprompt run PROTOCOL METHOD [--datasets ...] [--seeds 1 2 3] [--shots ...] [--gpus auto] [--jobs-per-gpu N]
-                 [--launcher local|slurm] [--status] [--repo DIR] [--output DIR] [--root DIR] [-- KEY VALUE ...]
+                 [--run-timeout T] [--launcher local|slurm [--wait] [Slurm options]] [--status] [--repo DIR]
+                 [--output DIR] [--root DIR] [-- KEY VALUE ...]
     vlprompt export-checkpoint RUN_DIR --format original [--out DIR] [--epoch N] [--trainer NAME]
 
 Commands are argparse sub-parsers: a new command group is a function `add_<group>_commands(subparsers)`
@@ -213,10 +214,24 @@ def cmd_run(args):
         if args.launcher == "slurm":
             from vlprompt.runner import _launcher_module
 
-            extra["slurm_options"] = _launcher_module("slurm").options_from_args(args)
+            slurm = _launcher_module("slurm")
+            extra.update(slurm_options=slurm.options_from_args(args), wait=args.wait,
+                         poll_s=slurm.poll_seconds(args.poll_interval))
+        elif getattr(args, "wait", False):
+            raise CommandError("--wait is for --launcher slurm (the local launcher always waits for its runs)")
+        run_timeout = None
+        if args.run_timeout is not None:
+            if args.launcher != "local":
+                raise CommandError("--run-timeout is for the local launcher (a Slurm job's limit is --time)")
+            from vlprompt.launchers.durations import duration_seconds
+
+            run_timeout = duration_seconds(args.run_timeout, "--run-timeout")
+        if args.status_every <= 0:
+            raise CommandError(f"--status-every {args.status_every}: give a positive number of seconds")
         failed = run_protocol(args.protocol, args.method, args.output, _root(args), args.datasets, args.seeds,
                               args.shots, args.gpus, args.jobs_per_gpu, args.opts, repo=args.repo,
-                              launcher=args.launcher, **extra)
+                              launcher=args.launcher, run_timeout=run_timeout, status_every=args.status_every,
+                              **extra)
     except ValueError as e:
         if isinstance(e, UserError):
             raise
@@ -239,6 +254,11 @@ def add_run_commands(subparsers):
                    help="shots (default: 16; dg: 5 per class per domain; fewshot: 1 2 4 8 16)")
     p.add_argument("--gpus", default="auto", help="'auto' (all visible), '0,1', or 'cpu'")
     p.add_argument("--jobs-per-gpu", type=int, default=1, help="runs at once on each GPU (local launcher)")
+    p.add_argument("--run-timeout", default=None, metavar="DURATION",
+                   help="stop and report a run that takes longer (local launcher; minutes, HH:MM:SS, or 45s/30m/4h)")
+    p.add_argument("--status-every", type=float, default=60.0, metavar="SECONDS",
+                   help="without a terminal, print a status line this often (default 60); on a terminal, each "
+                   "running run has a progress bar")
     p.add_argument("--launcher", choices=("local", "slurm"), default="local",
                    help="local: long-lived workers on this machine's GPUs (or CPU); slurm: job arrays (needs "
                    "vlprompt[slurm])")
@@ -309,7 +329,7 @@ def parse_args(argv=None):
     (so the run command's options may come before or after its positional arguments)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["run"]:
-        argv = ["run"] + _positionals_first(argv[1:])
+        argv = ["run"] + _positionals_first(_attach_dash_values(argv[1:]))
     if argv[:1] == ["run"] and "--" in argv:
         cut = argv.index("--")
         args = build_parser().parse_args(argv[:cut])
@@ -337,8 +357,27 @@ def _positionals_first(argv):
     return found + head + tail
 
 
+def _attach_dash_values(argv):
+    """`--sbatch "--qos=normal"` as `--sbatch=--qos=normal`: argparse takes a value that starts with "-" for an
+    option of its own ("expected one argument") unless it is attached. Only before `--`."""
+    cut = argv.index("--") if "--" in argv else len(argv)
+    head, joined, i = argv[:cut], [], 0
+    while i < len(head):
+        if head[i] in _DASH_VALUE_OPTIONS and i + 1 < len(head):
+            joined.append(f"{head[i]}={head[i + 1]}")
+            i += 2
+        else:
+            joined.append(head[i])
+            i += 1
+    return joined + argv[cut:]
+
+
+# `vlprompt run` options whose value may start with "-" (an sbatch option, a shell line)
+_DASH_VALUE_OPTIONS = {"--sbatch", "--setup"}
 # `vlprompt run` options that take exactly one value (a protocol or method name there is that value)
-_SINGLE_VALUE_OPTIONS = {"--gpus", "--jobs-per-gpu", "--launcher", "--root", "--output", "--repo"}
+_SINGLE_VALUE_OPTIONS = {"--gpus", "--jobs-per-gpu", "--launcher", "--root", "--output", "--repo", "--run-timeout",
+                         "--status-every", "--partition", "--time", "--gpus-per-job", "--cpus-per-job", "--mem",
+                         "--account", "--array-parallelism", "--group", "--max-timeouts", "--poll-interval"}
 
 
 def main(argv=None):

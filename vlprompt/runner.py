@@ -8,10 +8,12 @@
     vlprompt run base2new maple --status                   # done / running / failed / pending, from the output tree
 
 The `local` launcher (vlprompt.launchers.local) runs the plan on long-lived workers, JOBS_PER_GPU per GPU
-(the CPU, one at a time, without one); `slurm` (vlprompt.launchers.slurm) submits it. Finished runs are
-skipped and interrupted ones resume (the run identity decides), so running the command again retries what
-failed. Each run's console output goes to OUTPUT/runner-logs/<protocol>-<method><variant>/<run>.log; failures are
-listed at the end (exit status 1) after the other runs have run.
+(the CPU, one at a time, without one); `slurm` (vlprompt.launchers.slurm) submits it, and with `--wait`
+follows the jobs until every stage has ended. Finished runs are skipped and interrupted ones resume (the run
+identity decides), so running the command again retries what failed. Each run's console output goes to
+OUTPUT/runner-logs/<protocol>-<method><variant>/<run>.log (Slurm: the run's log.txt); failures are listed at
+the end (exit status 1) after the other runs have run. While it runs, each running run's progress is shown
+(vlprompt.launchers.progress): bars on a terminal, else a status line every `status_every` seconds.
 
 `--status` and planning import neither torch nor CLIP.
 """
@@ -89,24 +91,50 @@ def _launcher_module(name):
 
 
 def run_protocol(protocol, method, output, data, datasets=None, seeds=(1, 2, 3), shots=None, gpus="auto",
-                 jobs_per_gpu=1, opts=(), out=print, repo=None, launcher="local", variant=None, **launcher_options):
+                 jobs_per_gpu=1, opts=(), out=print, repo=None, launcher="local", variant=None, run_timeout=None,
+                 status_every=60.0, progress=None, wait=False, poll_s=30.0, slurm_options=None):
     """Run the protocol's stages through the launcher, then print and write its table. Returns the names of
-    the failed runs."""
+    the failed runs. Local launcher: run_timeout (seconds a run may take). Slurm: slurm_options
+    (SlurmOptions); wait: follow the jobs (asking the scheduler every poll_s seconds) until every stage has
+    ended, then the table; without it, submit and return. progress: a ProgressDisplay (default: bars on a
+    terminal, else a line every status_every seconds on stderr)."""
+    from .launchers.progress import ProgressDisplay
+
     stages = plan_protocol(protocol, method, output, data, datasets, seeds, shots, opts, repo, variant)
     runs = all_runs(stages)
     log_dir = runner_log_dir(output, protocol, method, opts, variant)
     module = _launcher_module(launcher)
+    if progress is None:
+        progress = ProgressDisplay(len(runs), every_s=status_every)
+    say = progress.write if progress.terminal else out
     if launcher == "local":
         slots = gpu_slots(gpus, jobs_per_gpu)
         where = f"GPUs {sorted(set(slots))} x {jobs_per_gpu}" if slots != [""] else "the CPU, one run at a time"
         out(f"{protocol} / {method}: {len(runs)} runs in {len(stages)} stages on {where}; logs in {log_dir}")
-        failures = module.launch(stages, slots=slots, log_dir=log_dir, repo=repo, out=out)
-    else:  # submits and returns: the table comes from `vlprompt results` (or this command) when the jobs end
+        failures = module.launch(stages, slots=slots, log_dir=log_dir, repo=repo, out=say, run_timeout=run_timeout,
+                                 display=progress)
+    else:
         out(f"{protocol} / {method}: {len(runs)} runs in {len(stages)} stages through {launcher}")
-        submission = module.submit(stages, output, launcher_options.get("slurm_options"), repo=repo)
+        submission = module.submit(stages, output, slurm_options, repo=repo)
         out(submission.describe())
-        out("Follow it with the same command and --status; run it again to resubmit what failed.")
-        return []
+        if not wait:  # the table comes from `vlprompt results` (or this command with --wait) when the jobs end
+            out("Follow it with the same command and --status (or --wait); run it again to resubmit what failed.")
+            return []
+        out(f"Waiting for the jobs (asking the scheduler every {poll_s:g} s) ...")
+        try:
+            finished = [name for name, why in submission.skipped.items() if why == "done"]
+            states = module.follow(stages, output, poll_s=poll_s, display=progress, out=say, quiet=finished)
+        finally:
+            progress.close()
+        from .launchers.local import Failure
+
+        failures = [Failure(s.name, s.log, f"job {s.job}: {s.scheduler}" if s.scheduler else "failed")
+                    for s in states.values() if s.state == "failed"]
+        unfinished = [s.name for s in states.values() if s.state in ("pending", "other")]
+        if unfinished:
+            names = ", ".join(unfinished[:5]) + (" ..." if len(unfinished) > 5 else "")
+            out(f"{len(unfinished)} runs were not run ({names}): see --status, and run the command again to submit "
+                "them.")
     if protocol in TABLES:
         from .results import build
 

@@ -6,23 +6,23 @@ the machine):
 
     done     result.json records the same identity fingerprint as identity.json (the run finished, and
              finished as what the directory now holds)
-    running  a live process holds the directory's lock (`.vlprompt.lock`, an flock the kernel drops when
-             its holder dies); tested with a non-blocking flock of our own
+    running  a live process holds the directory's lock (vlprompt.run_dir.lock_holder: the flock, or the
+             lock record of another host with a live heartbeat); `holder` names its PID and host
     failed   train.py started it (identity.json exists) but it has no finished result and nobody holds
              the lock: it crashed, was killed, timed out or was cancelled; its log is `log.txt`
     other    the directory holds another run: its identity records other options, trainer, config, seed or
              kind than this run's command line (two variants planned into one tree with VARIANT=)
     pending  nothing has started it yet
 
+A launcher that knows more (the Slurm launcher asks the scheduler about the run's job) refines this.
 This module imports neither torch nor CLIP (`vlprompt run --status` reads states without them).
 """
 import dataclasses
-import fcntl
 import os
 import sys
 
 from ..protocols import resolve_spec
-from ..run_dir import LOCK_FILE, is_finished
+from ..run_dir import is_finished, lock_holder
 from ..run_identity import IDENTITY_FILE
 from ..run_spec import Run  # noqa: F401 (the launchers' unit of work, with the states below)
 
@@ -33,36 +33,25 @@ DONE, RUNNING, FAILED, OTHER, PENDING = "done", "running", "failed", "other", "p
 STATES = (DONE, RUNNING, FAILED, OTHER, PENDING)
 
 
-def lock_holder(output_dir):
-    """The PID (text) of the live process that holds the run directory's lock, else None."""
-    path = os.path.join(output_dir, LOCK_FILE)
-    try:
-        f = open(path)
-    except OSError:
-        return None
-    with f:
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.seek(0)
-            return f.read().strip() or "unknown"
-        fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-    return None
-
-
 @dataclasses.dataclass
 class RunState:
     name: str
     state: str                  # one of STATES
     output_dir: str
     log: str = None             # log.txt of a failed (or running) run
-    pid: str = None             # the lock holder of a running run
+    holder: object = None       # the LockHolder (PID, host) of a running run, where its lock shows it
     job: str = None             # the scheduler's job id, where a launcher knows it
     scheduler: str = None       # what the scheduler says about that job (e.g. PENDING, RUNNING), or None
     other: str = None           # what the directory's run differs in (state OTHER)
 
+    @property
+    def pid(self):
+        return self.holder.pid if self.holder is not None else None
+
     def describe(self):
         text = f"{self.state:8s} {self.name}"
+        if self.state == RUNNING and self.holder is not None:
+            text += f"  ({self.holder})"
         if self.job:
             text += f"  [job {self.job}{': ' + self.scheduler if self.scheduler else ''}]"
         if self.state == FAILED:
@@ -93,13 +82,13 @@ def run_state(run, launcher_log=None):
     log = os.path.join(out, LOG_FILE)
     recorded = _read_json(os.path.join(out, IDENTITY_FILE))
     differ = other_run(run, recorded) if isinstance(recorded, dict) else ""
-    pid = lock_holder(out)
-    if differ and pid is None:
+    holder = lock_holder(out)
+    if differ and holder is None:
         return RunState(run.name, OTHER, out, log=log, other=differ)
     if is_finished(out):
         return RunState(run.name, DONE, out)
-    if pid is not None:
-        return RunState(run.name, RUNNING, out, log=log, pid=pid)
+    if holder is not None:
+        return RunState(run.name, RUNNING, out, log=log, holder=holder)
     if recorded is not None:
         return RunState(run.name, FAILED, out, log=log)
     if launcher_log and os.path.isfile(launcher_log):
@@ -164,13 +153,32 @@ class ProcessState:
         torch.backends.cuda.matmul.allow_tf32 = t["cuda_matmul_tf32"]
 
 
+@dataclasses.dataclass
+class RunFailure:
+    """Why a run failed: its one-line message, and whether it was a user error (a bad option, missing data: the
+    process is as sound as before) or anything else (a bug, CUDA, out of memory: the process may be broken,
+    so a long-lived worker is replaced before its next run). busy: the run directory is held by another live
+    process (vlprompt.run_dir.RunInUse), whose LockHolder is `holder`."""
+    message: str
+    user_error: bool = False
+    holder: object = None
+
+    @property
+    def busy(self):
+        return self.holder is not None
+
+    def __str__(self):
+        return self.message
+
+
 def run_isolated(call, state):
     """call() as one of the many runs of a long-lived process: a failure is reported, not raised (a user
-    error as its one line, anything else with its traceback, both on stderr) and returned as a one-line
-    summary, None on success; the process state is put back either way (ProcessState)."""
+    error as its one line, anything else with its traceback, both on stderr) and returned as a RunFailure,
+    None on success; the process state is put back either way (ProcessState)."""
     import traceback
 
     from ..errors import UserError, report_user_error
+    from ..run_dir import RunInUse
 
     try:
         call()
@@ -182,7 +190,9 @@ def run_isolated(call, state):
             report_user_error(e)
         elif not isinstance(e, SystemExit):
             traceback.print_exc()
-        return f"exit status {e.code}" if isinstance(e, SystemExit) else f"{type(e).__name__}: {e}"
+        message = f"exit status {e.code}" if isinstance(e, SystemExit) else f"{type(e).__name__}: {e}"
+        return RunFailure(message, user_error=isinstance(e, UserError),
+                          holder=e.holder if isinstance(e, RunInUse) else None)
     finally:
         state.restore()
 

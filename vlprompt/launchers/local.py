@@ -3,32 +3,38 @@
     failed = launch(stages, slots=["0", "0", "1", "1"], log_dir="output/runner-logs/base2new-maple")
 
 A slot is a CUDA_VISIBLE_DEVICES value ("" = the CPU); a GPU takes several slots for several jobs at once.
-Each worker is a "spawn"ed process (no fork after CUDA is initialised) that starts once and runs the
-runs given to it with `run_in_process`, so Python start-up, imports, and reading the CLIP weights
-(vlprompt.clip_loader keeps them) are paid once per worker, not once per run. Between runs the worker
-puts back what a run may change of the process (`ProcessState`): train.py itself seeds every RNG, closes
-its logger and clears the run warnings; results equal one process per run (tests/test_local_launcher.py).
+Each worker (vlprompt.launchers.worker) starts once and runs the runs given to it, so Python start-up,
+imports, and reading the CLIP weights (vlprompt.clip_loader keeps them) are paid once per worker, not once
+per run; results equal one process per run (tests/test_local_launcher.py).
 
-A run starts when the runs it comes `after` have finished; if one of them failed, it fails at once
-without running. A failed run does not stop the others; `launch` returns the failures (run, log) and
-running the same plan again retries them (train.py --skip-finished skips the finished ones). Each run's
-console output goes to `<log_dir>/<name>.log` (train.py also writes `<output_dir>/log.txt`); a worker's
-own output (and whatever the C libraries print) to `<log_dir>/worker-<i>.log`. CPU workers share the
-cores out (`cpu_threads`; a run's CPU results can depend on its number of threads, as in any process).
+What the launcher guarantees:
+- a run starts when the runs it comes `after` have finished; if one of them failed, it fails at once
+  without running. A failed run does not stop the others; `launch` returns the failures (run, log) and
+  running the same plan again retries them (the runs skip what is finished);
+- a worker whose run failed with anything but a user error (a bug, CUDA, out of memory) is replaced by a
+  fresh process before the next run; a worker that dies (a segfault, the OOM killer) fails its run and is
+  replaced too; with `run_timeout` (seconds), a run that exceeds it is stopped with its worker and reported;
+- a run whose directory another live process holds (another `vlprompt run` on the same output, a script)
+  is not failed: it is reported as running there, and this launcher waits for it; when it is released
+  finished, it counts as done, otherwise this launcher runs it;
+- the workers die with the launcher, whatever kills it (vlprompt.launchers.worker).
+
+Each run's console output goes to `<log_dir>/<name>.log` (train.py also writes `<output_dir>/log.txt`); a
+worker's own output (and whatever the C libraries print) to `<log_dir>/worker-<i>.log`. CPU workers share
+the cores out (`cpu_threads`; a run's CPU results can depend on its number of threads, as in any process).
 """
-import contextlib
 import dataclasses
 import os
 import queue
+import signal
 import time
 
 from ..protocols import all_runs
-from .base import ProcessState, Run, run_in_process, run_isolated
-
-
-# What `vlprompt run` names when a run's directory holds another run.
-WAY_OUT = ("Give this variant its own folders with VARIANT=<name> (unset: named from the options after --) or "
-           "--output <another folder>")
+from ..run_dir import lock_holder
+from .base import DONE, RUNNING, Run, run_state
+from .durations import format_duration
+from .progress import Active
+from .worker import WAY_OUT, run_log, worker_main  # noqa: F401 (WAY_OUT and run_log: this module's API)
 
 
 @dataclasses.dataclass
@@ -38,160 +44,224 @@ class Failure:
     message: str
 
 
-def run_log(log_dir, run):
-    return os.path.join(log_dir, f"{run.name}.log")
-
-
-def _run_one(run, log_dir, repo, state):
-    """Run `run` in this process, its output in its log; None on success, else the error message."""
-    import gc
-
-    log = run_log(log_dir, run)
-    with open(log, "a", buffering=1) as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
-        print(f"$ train.py {' '.join(map(str, run.argv))}   [worker PID {os.getpid()}, {time.strftime('%c')}]")
-        error = run_isolated(lambda: run_in_process(run, repo, way_out=WAY_OUT), state)
-    gc.collect()
-    import torch
-
-    if torch.cuda.is_initialized():
-        torch.cuda.empty_cache()
-    return error
-
-
 def cpu_threads(cpu_slots):
     """Threads of each CPU worker: the cores shared out between the CPU slots (OMP_NUM_THREADS, when set, wins).
     Several CPU workers with all cores each would oversubscribe them many times over."""
     return max(1, (os.cpu_count() or 1) // max(1, cpu_slots))
 
 
-def _worker(index, slot, tasks, results, log_dir, repo, threads):
-    """A worker's life: set its device, import torch once, run what it is given until told to stop (None)."""
-    started = time.time()
-    os.environ["CUDA_VISIBLE_DEVICES"] = slot
-    if not slot:
-        os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-    worker_log = os.open(os.path.join(log_dir, f"worker-{index}.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
-    os.dup2(worker_log, 1)
-    os.dup2(worker_log, 2)
-    import torch  # noqa: F401 (paid once per worker, before the first run)
+def _exit_text(code):
+    if code is not None and code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
 
-    from ..plugins import load_codebase
-    from .base import codebase_of
 
-    load_codebase(codebase_of(repo))  # the codebase's trainers/ and datasets/, once per worker
-    from ..data import index_reuse
+class _Launch:
+    """One launch: the runs' bookkeeping and the workers (launch() below is its use)."""
 
-    index_reuse.enable()  # the runs of a worker share dataset indexes (vlprompt.data.index_reuse)
-    state = ProcessState()
-    results.put(("ready", index, None, time.time() - started))
-    while True:
-        run = tasks.get()
-        if run is None:
+    def __init__(self, runs, slots, log_dir, repo, out, timings, run_timeout, display):
+        import multiprocessing
+
+        self.runs, self.slots, self.log_dir, self.repo, self.out = runs, slots, log_dir, repo, out
+        self.run_timeout, self.display = run_timeout, display
+        self.by_name = {run.name: run for run in runs}
+        self.ctx = multiprocessing.get_context("spawn")
+        self.results = self.ctx.Queue()
+        self.threads = cpu_threads(slots.count(""))
+        self.workers, self.inboxes, self.ready, self.pids = {}, {}, set(), {}
+        self.busy = {}          # worker index -> (run, start time)
+        self.waiting = {}       # run name -> run, held by another process
+        self.pending, self.done, self.failed = list(runs), set(), {}
+        self.timings = timings
+
+    # ------------------------------------------------------------------------------------- workers
+    def start_worker(self, i):
+        self.pids.pop(i, None)  # set when it says it is ready
+        self.inboxes[i] = self.ctx.Queue()
+        self.workers[i] = self.ctx.Process(
+            target=worker_main, name=f"vlprompt-worker-{i}", daemon=True,
+            args=(i, self.slots[i], os.getpid(), self.inboxes[i], self.results, self.log_dir, self.repo, self.threads))
+        self.workers[i].start()
+
+    def replace_worker(self, i, kill=False):
+        worker = self.workers[i]
+        if kill and worker.is_alive():
+            worker.kill()
+        worker.join(timeout=30)
+        if worker.is_alive():
+            worker.kill()
+            worker.join()
+        self.ready.discard(i)
+        if self.pending or self.waiting:
+            self.start_worker(i)
+
+    def where(self, i):
+        return f"GPU {self.slots[i]}" if self.slots[i] else "CPU"
+
+    def stop_workers(self):
+        for i, worker in self.workers.items():
+            if worker.is_alive():
+                self.inboxes[i].put(None)
+        deadline = time.time() + 30
+        for worker in self.workers.values():
+            worker.join(timeout=max(0.1, deadline - time.time()))
+            if worker.is_alive():
+                worker.kill()
+                worker.join()
+
+    # ------------------------------------------------------------------------------------------ runs
+    def fail(self, run, message, log=None):
+        self.failed[run.name] = Failure(run.name, log or run_log(self.log_dir, run), message)
+        self.out(f"  FAILED {run.name} ({message}; log: {self.failed[run.name].log})")
+
+    def wait_for_holder(self, run, holder):
+        self.waiting[run.name] = run
+        self.out(f"  held   {run.name}: running in {holder} (another launcher or script); waiting for it")
+
+    def check_waiting(self):
+        """Runs held by another process: still held, they wait; released, they are done or run here."""
+        for name, run in list(self.waiting.items()):
+            state = run_state(run)
+            if state.state == RUNNING:
+                continue
+            del self.waiting[name]
+            if state.state == DONE:
+                self.done.add(name)
+                self.out(f"  done   {name} [by the process that held it]")
+            else:
+                self.pending.insert(0, run)
+
+    def dispatch(self):
+        changed = True
+        while changed:  # a failure can make later runs fail in turn
+            changed = False
+            for run in list(self.pending):
+                blockers = [n for n in run.after if n in self.failed]
+                if blockers:
+                    self.pending.remove(run)
+                    self.fail(run, f"not run: {blockers[0]} failed", self.failed[blockers[0]].log)
+                    changed = True
+        for run in list(self.pending):
+            idle = [i for i in sorted(self.ready) if i not in self.busy]
+            if not idle:
+                break
+            if all(n in self.done or n not in self.by_name for n in run.after):
+                self.pending.remove(run)
+                holder = lock_holder(run.output_dir)
+                if holder is not None:
+                    self.wait_for_holder(run, holder)
+                    continue
+                self.busy[idle[0]] = (run, time.time())
+                self.inboxes[idle[0]].put(run)
+
+    def receive(self, timeout):
+        """Handle the workers' messages (waiting up to `timeout` seconds for the first); False if none came."""
+        try:
+            message = self.results.get(timeout=timeout) if timeout else self.results.get_nowait()
+        except queue.Empty:
+            return False
+        while True:
+            self.handle(*message)
+            try:
+                message = self.results.get_nowait()
+            except queue.Empty:
+                return True
+
+    def handle(self, kind, i, payload, seconds):
+        if kind == "ready":
+            self.ready.add(i)
+            self.pids[i] = payload
+            self.timings["startup"].append(seconds)
+            self.timings["workers"].append(payload)
             return
-        start = time.time()
-        error = _run_one(run, log_dir, repo, state)
-        results.put(("end", index, (run.name, error), time.time() - start))
+        name, failure = payload
+        run, _ = self.busy.pop(i)
+        self.timings["runs"][name] = seconds
+        if failure is None:
+            self.done.add(name)
+            self.out(f"  done   {name} [{self.where(i)}, worker {i}, {seconds:.0f} s]")
+        elif failure.busy:
+            self.wait_for_holder(run, failure.holder)
+        else:
+            self.fail(run, failure.message)
+            if not failure.user_error:  # the worker exits: a fresh one takes the next run
+                self.replace_worker(i)
+
+    def check_workers(self):
+        """Workers that died (their run fails) or whose run exceeded the time limit (stopped, reported)."""
+        now = time.time()
+        for i, worker in list(self.workers.items()):
+            if not worker.is_alive():
+                self.receive(timeout=0)  # what it sent before it exited comes first
+                if self.workers[i] is not worker:
+                    continue  # replaced meanwhile
+                if i in self.busy:
+                    run, _ = self.busy.pop(i)
+                    self.fail(run, f"its worker died ({_exit_text(worker.exitcode)}); see "
+                                   f"{os.path.join(self.log_dir, f'worker-{i}.log')}")
+                elif i not in self.pids:
+                    raise RuntimeError(f"worker {i} could not start ({_exit_text(worker.exitcode)}): see "
+                                       f"{os.path.join(self.log_dir, f'worker-{i}.log')}")
+                self.ready.discard(i)
+                if self.pending or self.waiting:
+                    self.replace_worker(i)
+            elif self.run_timeout and i in self.busy and now - self.busy[i][1] > self.run_timeout:
+                run, _ = self.busy.pop(i)
+                self.fail(run, f"timed out after {format_duration(self.run_timeout)} (--run-timeout): stopped with "
+                               f"its worker")
+                self.replace_worker(i, kill=True)
+
+    def show(self, force=False):
+        if self.display is None:
+            return
+        counts = {"done": len(self.done), "failed": len(self.failed), "running": len(self.busy) + len(self.waiting),
+                  "pending": len(self.pending)}
+        active = [Active(f"[{self.where(i)} {i}]", run.name, run.output_dir, started)
+                  for i, (run, started) in sorted(self.busy.items())]
+        active += [Active("[elsewhere]", run.name, run.output_dir) for run in self.waiting.values()]
+        self.display.update(counts, active, force=force)
+
+    def run(self):
+        for i in range(len(self.slots)):
+            self.start_worker(i)
+        try:
+            while self.pending or self.busy or self.waiting:
+                self.check_waiting()
+                self.dispatch()
+                if not (self.pending or self.busy or self.waiting):
+                    break
+                self.receive(timeout=0.5)
+                self.check_workers()
+                self.show()
+        finally:
+            self.stop_workers()
+            if self.display is not None:
+                self.show(force=True)
+                self.display.close()
+        order = {run.name: k for k, run in enumerate(self.runs)}
+        return sorted(self.failed.values(), key=lambda f: order[f.name])
 
 
-def launch(stages, slots=("",), log_dir="runner-logs", repo=None, out=print, timings=None):
+def launch(stages, slots=("",), log_dir="runner-logs", repo=None, out=print, timings=None, run_timeout=None,
+           display=None):
     """Run the plan's stages (lists of Run) on one worker per slot; returns the failures (list of Failure,
-    in plan order). timings (a dict), if given, receives worker start-up and per-run wall times."""
-    import multiprocessing
-
+    in plan order). run_timeout: seconds a run may take (None: no limit). display: a
+    vlprompt.launchers.progress.ProgressDisplay to keep up to date. timings (a dict), if given, receives
+    worker start-up and per-run wall times and the workers' PIDs."""
     runs = all_runs(stages)
     if not runs:
         return []
     os.makedirs(log_dir, exist_ok=True)
-    by_name = {run.name: run for run in runs}
-    if len(by_name) != len(runs):
+    if len({run.name for run in runs}) != len(runs):
         raise ValueError("run names must be unique in a plan")
-    ctx = multiprocessing.get_context("spawn")
-    results = ctx.Queue()
-    slots = list(slots)[:len(runs)] or [""]
-    workers, inboxes, busy, ready = {}, {}, {}, set()
     timings = timings if timings is not None else {}
-    timings.setdefault("startup", []), timings.setdefault("runs", {})
-    threads = cpu_threads(slots.count(""))
-
-    def start_worker(i):
-        inboxes[i] = ctx.Queue()
-        workers[i] = ctx.Process(target=_worker, args=(i, slots[i], inboxes[i], results, log_dir, repo, threads),
-                                 name=f"vlprompt-worker-{i}", daemon=True)
-        workers[i].start()
-
-    pending, done, failed = list(runs), set(), {}
-
-    def fail(run, message, log=None):
-        failed[run.name] = Failure(run.name, log or run_log(log_dir, run), message)
-        out(f"  FAILED {run.name} ({message}; log: {failed[run.name].log})")
-
-    def dispatch():
-        changed = True
-        while changed:  # a failure can make later runs fail in turn
-            changed = False
-            for run in list(pending):
-                blockers = [n for n in run.after if n in failed]
-                if blockers:
-                    pending.remove(run)
-                    fail(run, f"not run: {blockers[0]} failed", failed[blockers[0]].log)
-                    changed = True
-        for run in list(pending):
-            idle = [i for i in sorted(ready) if i not in busy]
-            if not idle:
-                break
-            if all(n in done or n not in by_name for n in run.after):
-                pending.remove(run)
-                busy[idle[0]] = (run, time.time())
-                inboxes[idle[0]].put(run)
-
-    for i in range(len(slots)):
-        start_worker(i)
-    try:
-        while pending or busy:
-            dispatch()
-            if not pending and not busy:
-                break
-            try:
-                kind, i, payload, seconds = results.get(timeout=1.0)
-            except queue.Empty:
-                for i, worker in list(workers.items()):
-                    if not worker.is_alive():
-                        if i in busy:
-                            run, _ = busy.pop(i)
-                            fail(run, f"its worker died (exit code {worker.exitcode}); see "
-                                      f"{os.path.join(log_dir, f'worker-{i}.log')}")
-                        elif i not in ready:
-                            raise RuntimeError(f"worker {i} could not start (exit code {worker.exitcode}): see "
-                                               f"{os.path.join(log_dir, f'worker-{i}.log')}")
-                        ready.discard(i)
-                        if pending:
-                            start_worker(i)
-                continue
-            if kind == "ready":
-                ready.add(i)
-                timings["startup"].append(seconds)
-                continue
-            name, error = payload
-            run, _ = busy.pop(i)
-            timings["runs"][name] = seconds
-            if error is None:
-                done.add(name)
-                where = f"GPU {slots[i]}" if slots[i] else "CPU"
-                out(f"  done   {name} [{where}, worker {i}, {seconds:.0f} s]")
-            else:
-                fail(run, error)
-    finally:
-        for i, worker in workers.items():
-            if worker.is_alive():
-                inboxes[i].put(None)
-        deadline = time.time() + 30
-        for worker in workers.values():
-            worker.join(timeout=max(0.1, deadline - time.time()))
-            if worker.is_alive():
-                worker.terminate()
-                worker.join()
-    order = {run.name: k for k, run in enumerate(runs)}
-    return sorted(failed.values(), key=lambda f: order[f.name])
+    for key, empty in (("startup", []), ("runs", {}), ("workers", [])):
+        timings.setdefault(key, empty)
+    slots = list(slots)[:len(runs)] or [""]
+    return _Launch(runs, slots, log_dir, repo, out, timings, run_timeout, display).run()
 
 
-__all__ = ["Failure", "Run", "launch"]
+__all__ = ["Failure", "Run", "launch", "cpu_threads", "run_log"]
