@@ -140,7 +140,10 @@ def test_workers_die_with_their_launcher_even_when_it_is_killed(tmp_path, caltec
     driver = subprocess.Popen([sys.executable, "-c", DRIVER, spec], env=dict(os.environ, PYTHONPATH=REPO_ROOT),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        assert wait_until(lambda: run_state(hang).state == RUNNING or driver.poll() is not None)
+        log = os.path.join(hang.output_dir, "log.txt")
+        reached = lambda: os.path.isfile(log) and "HangingCoOp: hanging" in open(log).read()  # noqa: E731
+        # running, and past claiming its directory (the hang is in its first training step)
+        assert wait_until(lambda: (run_state(hang).state == RUNNING and reached()) or driver.poll() is not None)
         holder = run_state(hang).holder
         assert holder is not None and holder.host == HOST, "the hanging run never started"
         driver.kill()  # SIGKILL: the launcher cannot clean anything up

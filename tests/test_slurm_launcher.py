@@ -100,11 +100,12 @@ def test_options_are_translated_to_sbatch_parameters():
         "2 GPUs per job, time limit 60 min, partition gpu"
 
 
-def test_the_readmes_slurm_example_parses_as_written():
-    """README's `--sbatch "--qos=normal"` (a value that starts with "-") and its other options."""
+def test_the_documented_slurm_example_parses_as_written():
+    """The Slurm example of docs/PROTOCOLS.md (the README's `--launcher slurm` line links there):
+    `--sbatch "--qos=normal"` (a value that starts with "-") and its other options."""
     from vlprompt.cli import parse_args
 
-    with open(os.path.join(REPO_ROOT, "README.md")) as f:
+    with open(os.path.join(REPO_ROOT, "docs", "PROTOCOLS.md")) as f:
         readme = f.read()
     start = readme.index("vlprompt run base2new maple --launcher slurm")
     command = readme[start:readme.index("```", start)].replace("\\\n", " ")
