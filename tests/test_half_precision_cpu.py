@@ -23,8 +23,8 @@ import shutil
 import pytest
 import torch
 
-from helpers import REPO_ROOT, fast_opts, read_result, run_train
-from test_registry_trainers import TRAINERS, fixed_images, has_prompts, settings, trainer_class
+from helpers import fast_opts, read_result, run_train
+from test_registry_trainers import TRAINERS, fixed_images, has_prompts, run_inputs, settings, trainer_class
 from vlprompt.precision import TEST_ONLY_CPU_HALF, cpu_half_for_tests, resolve_precision
 
 TRAINABLE = [n for n in TRAINERS if has_prompts(n)]
@@ -76,17 +76,7 @@ def argv(name, prec, out, data_roots, clip_path, flags=(), opts=(), seed=None, e
     """train.py's arguments for `name` on its generated dataset: 2 epochs of 2 steps (batch 8), plain SGD as
     the originals (Adam's eps of 1e-8 is 0 in float16: fp16 prompts with OPTIM.NAME adam give a NaN loss)."""
     s = settings(name)
-    caltech_root, pacs_root = data_roots
-    if s["dataset"] == "pacs":
-        data = ["--root", pacs_root, "--dataset-config-file", os.path.join(REPO_ROOT, "configs/datasets/pacs.yaml"),
-                "--target-domains", "sketch"]
-        dataset_opts = ["DATASET.NUM_SHOTS", 2]
-    else:
-        data = ["--root", caltech_root, "--dataset-config-file",
-                os.path.join(REPO_ROOT, "configs/datasets/caltech101.yaml")]
-        dataset_opts = ["DATASET.NUM_SHOTS", 4, "DATASET.SUBSAMPLE_CLASSES", "base"]
-    config = ["--config-file", os.path.join(REPO_ROOT, "configs", "trainers", s["config"])] if s["config"] else []
-    prec_opts = [f"TRAINER.{node(name)}.PREC", prec] if node(name) else []
+    data, dataset_opts, config, prec_opts = run_inputs(name, prec, *data_roots)
     return ["--seed", s["seed"] if seed is None else seed, "--trainer", name, *data, *config, "--output-dir", out,
             *flags, *fast_opts(clip_path, epochs=epochs), "OPTIM.WARMUP_EPOCH", 0, "OPTIM.NAME", "sgd",
             "OPTIM.LR", s["lr"], "DATALOADER.TRAIN_X.BATCH_SIZE", 8, *dataset_opts, *prec_opts, *opts]

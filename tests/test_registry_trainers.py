@@ -82,6 +82,24 @@ def settings(name):
     return {**default, **SETTINGS.get(name, {})}
 
 
+def run_inputs(name, prec, caltech_root, pacs_root):
+    """(data arguments, dataset options, config arguments, precision options) that train.py needs to run `name`
+    on its generated dataset: Caltech101 base classes at 4 shots, or PACS at 2 shots for the DG trainers."""
+    s = settings(name)
+    if s["dataset"] == "pacs":
+        data = ["--root", pacs_root, "--dataset-config-file", os.path.join(REPO_ROOT, "configs/datasets/pacs.yaml"),
+                "--target-domains", "sketch"]
+        dataset_opts = ["DATASET.NUM_SHOTS", 2]
+    else:
+        data = ["--root", caltech_root, "--dataset-config-file",
+                os.path.join(REPO_ROOT, "configs/datasets/caltech101.yaml")]
+        dataset_opts = ["DATASET.NUM_SHOTS", 4, "DATASET.SUBSAMPLE_CLASSES", "base"]
+    config = ["--config-file", os.path.join(REPO_ROOT, "configs", "trainers", s["config"])] if s["config"] else []
+    node = trainer_class(name).CONFIG_NODE
+    prec_opts = [f"TRAINER.{node}.PREC", prec] if node else []
+    return data, dataset_opts, config, prec_opts
+
+
 # ------------------------------------------------------------------------------------------ building
 @pytest.fixture(scope="module")
 def build(tiny_clip_path, caltech_root, pacs_root, tmp_path_factory):
@@ -90,17 +108,7 @@ def build(tiny_clip_path, caltech_root, pacs_root, tmp_path_factory):
     def _build(name, prec="fp32", *extra, out=None, seed=None, flags=("--no-train",), epochs=1):
         s = settings(name)
         out = out or tmp_path_factory.mktemp(f"{name}-{prec}")
-        if s["dataset"] == "pacs":
-            data = ["--root", pacs_root, "--dataset-config-file", os.path.join(REPO_ROOT, "configs/datasets/pacs.yaml"),
-                    "--target-domains", "sketch"]
-            dataset_opts = ["DATASET.NUM_SHOTS", 2]
-        else:
-            data = ["--root", caltech_root, "--dataset-config-file",
-                    os.path.join(REPO_ROOT, "configs/datasets/caltech101.yaml")]
-            dataset_opts = ["DATASET.NUM_SHOTS", 4, "DATASET.SUBSAMPLE_CLASSES", "base"]
-        config = ["--config-file", os.path.join(REPO_ROOT, "configs", "trainers", s["config"])] if s["config"] else []
-        node = trainer_class(name).CONFIG_NODE
-        prec_opts = [f"TRAINER.{node}.PREC", prec] if node else []
+        data, dataset_opts, config, prec_opts = run_inputs(name, prec, caltech_root, pacs_root)
         argv = ["--seed", s["seed"] if seed is None else seed, "--trainer", name, *data, *config, "--output-dir", out,
                 *flags, *fast_opts(tiny_clip_path, epochs=epochs), "OPTIM.WARMUP_EPOCH", 0, "OPTIM.WEIGHT_DECAY", 0.0,
                 "OPTIM.NAME", s["optim"], "OPTIM.LR", s["lr"], "DATALOADER.TRAIN_X.BATCH_SIZE", s["batch"],
