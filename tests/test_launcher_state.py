@@ -101,17 +101,23 @@ def test_the_scheduler_is_squeue_then_sacct_for_the_jobs_that_left_the_queue(mon
     assert scheduler.job_states(["40"]) is None
 
 
+def submitted_run(output):
+    """Run "a" under `output`: its identity written and its Slurm submission recorded as job 41_0."""
+    run = Run("a", [], str(output / "a"))
+    os.makedirs(run.output_dir)
+    write(os.path.join(run.output_dir, "identity.json"), {"fingerprint": "f"})
+    os.makedirs(output / "slurm")
+    write(str(output / "slurm" / "submissions.json"), {"a": {"job": "41_0"}})
+    return run
+
+
 def test_slurm_status_believes_the_scheduler_where_the_tree_cannot_know(tmp_path):
     """A directory that looks failed from here (its lock invisible: node-local flock) is running while its job
     runs; a record of a holder on another node whose job has ended is not running any more."""
     from vlprompt.launchers import slurm
 
     output = tmp_path / "output"
-    run = Run("a", [], str(output / "a"))
-    os.makedirs(run.output_dir)
-    write(os.path.join(run.output_dir, "identity.json"), {"fingerprint": "f"})
-    os.makedirs(output / "slurm")
-    write(str(output / "slurm" / "submissions.json"), {"a": {"job": "41_0"}})
+    run = submitted_run(output)
     state = lambda jobs: slurm.status([[run]], str(output), jobs=jobs)["a"]  # noqa: E731
     assert (state({}).state, state({}).log) == (FAILED, os.path.join(run.output_dir, "log.txt"))
     assert state({"41_0": "RUNNING"}).state == RUNNING and slurm.in_flight(state({"41_0": "RUNNING"}))
@@ -126,11 +132,7 @@ def test_wait_retries_a_failing_squeue_and_announces_each_run_that_ends(tmp_path
     from vlprompt.launchers.slurm.options import SlurmLauncherError
 
     output = tmp_path / "output"
-    run = Run("a", [], str(output / "a"))
-    os.makedirs(run.output_dir)
-    write(os.path.join(run.output_dir, "identity.json"), {"fingerprint": "f"})
-    os.makedirs(output / "slurm")
-    write(str(output / "slurm" / "submissions.json"), {"a": {"job": "41_0"}})
+    run = submitted_run(output)
     looks = [None, {"41_0": "RUNNING"}, {"41_0": "RUNNING"}, {}]
     monkeypatch.setattr(following, "submitted_jobs", lambda out: looks.pop(0))
     now, lines = [0.0], []
