@@ -10,16 +10,14 @@ with f the image encoder, g the text encoder and exp(s) CLIP's logit scale; the 
 trained with cross-entropy. The class prompts do not depend on the image, so at evaluation their
 features are computed once (PromptedCLIP.static_inputs).
 """
-import torch.nn as nn
-
-from vlprompt.classifier import PromptedCLIP
+from vlprompt.classifier import TextPromptedCLIP
 from vlprompt.dept import DecoupledHead
 from vlprompt.engine import TRAINER_REGISTRY
-from vlprompt.prompts import CLASS_TOKEN_POSITIONS, ClassPrompts, learnable_context
+from vlprompt.prompts import CLASS_TOKEN_POSITIONS, ClassPrompts, ContextPrompts, learnable_context
 from vlprompt.trainer import PromptTrainer
 
 
-class PromptLearner(nn.Module):
+class PromptLearner(ContextPrompts):
     """The learnable context v_1..v_M and the class prompts it is placed in.
 
     Initialisation (as the original): from the word embeddings of CTX_INIT when given (then
@@ -27,32 +25,18 @@ class PromptLearner(nn.Module):
     """
 
     def __init__(self, text_encoder, classnames, n_ctx=16, ctx_init="", csc=False, class_token_position="end"):
-        super().__init__()
         ctx_vectors, n_ctx, prompt_prefix = learnable_context(text_encoder, n_ctx, ctx_init,
                                                               n_cls=len(classnames) if csc else None)
-        self.ctx = nn.Parameter(ctx_vectors)
-        self.class_prompts = ClassPrompts(text_encoder, classnames, prompt_prefix, n_ctx, class_token_position)
-
-    @property
-    def eot_indices(self):
-        return self.class_prompts.eot_indices
-
-    def forward(self):
-        """Token embeddings of every class prompt, [n_cls, L, width]."""
-        return self.class_prompts(self.ctx)
+        super().__init__(ctx_vectors,
+                         ClassPrompts(text_encoder, classnames, prompt_prefix, n_ctx, class_token_position))
 
 
-class CoOpCLIP(PromptedCLIP):
+class CoOpCLIP(TextPromptedCLIP):
+    """Class prompts g(t_k) are the static inputs; image features are f(x)."""
+
     def __init__(self, clip_model, classnames, n_ctx, ctx_init, csc, class_token_position):
         super().__init__(clip_model)
         self.prompt_learner = PromptLearner(self.text_encoder, classnames, n_ctx, ctx_init, csc, class_token_position)
-
-    def static_inputs(self):
-        """g(t_k) for every class."""
-        return self.text_encoder(self.prompt_learner(), self.prompt_learner.eot_indices)
-
-    def features(self, image, text_features):
-        return self.image_encoder(image), text_features
 
 
 @TRAINER_REGISTRY.register()

@@ -74,8 +74,8 @@ def learnable_context(text_encoder, n_ctx=16, ctx_init="", n_cls=None):
 
 
 class ContextPrompts(nn.Module):
-    """Learnable context vectors `ctx` in fixed class prompts: CoOp's prompt learner, shared by the methods
-    that keep CoOp's prompt and change its initialisation or its training (KgCoOp, ProGrad). ctx is
+    """Learnable context vectors `ctx` in fixed class prompts: CoOp's prompt learner, shared by CoOp and the
+    methods that keep its prompt and change its initialisation or its training (KgCoOp, ProGrad). ctx is
     [n_ctx, width] (shared) or [n_cls, n_ctx, width] (class-specific); `class_prompts` a ClassPrompts."""
 
     def __init__(self, ctx_vectors, class_prompts):
