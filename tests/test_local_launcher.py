@@ -88,12 +88,21 @@ def worker_pid(log_dir, name):
 
 
 def is_alive(pid):
-    """A live process (not gone, not a zombie left for a parent that does not reap it)."""
+    """A process with a thread still running (not gone, not a zombie left for a parent that does not reap it).
+    Every thread counts: a killed process's main thread shows as a zombie while its other threads are still
+    exiting, and they hold its open files (its lock) until the last one is done."""
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+        threads = os.listdir(f"/proc/{pid}/task")
     except OSError:
         return False
+    for tid in threads:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X"):
+                    return True
+        except OSError:
+            pass  # that thread is gone
+    return False
 
 
 def test_a_worker_is_replaced_after_an_error_that_is_not_the_users_and_after_a_crash(tmp_path, caltech_root,
@@ -149,7 +158,9 @@ def test_workers_die_with_their_launcher_even_when_it_is_killed(tmp_path, caltec
         driver.kill()  # SIGKILL: the launcher cannot clean anything up
         driver.wait()
         assert wait_until(lambda: not is_alive(int(holder.pid)), timeout=60), "the worker outlived its launcher"
-        assert run_state(hang).state == FAILED  # its lock went with it: a re-run may take the directory at once
+        # its lock went with it (the kernel drops an flock as the last thread closes its files): a re-run may take
+        # the directory at once
+        assert wait_until(lambda: run_state(hang).state == FAILED, timeout=10), run_state(hang)
     finally:
         if driver.poll() is None:
             driver.kill()
