@@ -44,6 +44,19 @@ def read_result(run_dir):
         return json.load(f)
 
 
+def write_dassl_checkpoint(run_dir, folder, state, epoch):
+    """A checkpoint as Dassl's save_model writes it: <folder>/model.pth.tar-<epoch> and the `checkpoint` file
+    naming it. Returns epoch."""
+    import torch
+
+    os.makedirs(os.path.join(run_dir, folder), exist_ok=True)
+    torch.save({"state_dict": state, "epoch": epoch, "optimizer": None, "scheduler": None, "val_result": None},
+               os.path.join(run_dir, folder, f"model.pth.tar-{epoch}"))
+    with open(os.path.join(run_dir, folder, "checkpoint"), "w") as f:
+        f.write(f"model.pth.tar-{epoch}\n")
+    return epoch
+
+
 def checkpoints(run_dir):
     """{relative path: loaded checkpoint} of a run's model.pth.tar-* files."""
     import glob

@@ -44,7 +44,7 @@ import os
 import pytest
 import torch
 
-from helpers import REPO_ROOT, run_train
+from helpers import REPO_ROOT, run_train, write_dassl_checkpoint
 from vlprompt.engine import TRAINER_REGISTRY
 from vlprompt.testing.fake_data import make_caltech101
 
@@ -388,14 +388,6 @@ def full_model_state(trainer, trained, trained_classes=7):
     return state
 
 
-def write_official_checkpoint(run_dir, folder, state, epoch):
-    os.makedirs(os.path.join(run_dir, folder), exist_ok=True)
-    torch.save({"state_dict": state, "epoch": epoch, "optimizer": None, "scheduler": None, "val_result": None},
-               os.path.join(run_dir, folder, f"model.pth.tar-{epoch}"))
-    with open(os.path.join(run_dir, folder, "checkpoint"), "w") as f:
-        f.write(f"model.pth.tar-{epoch}\n")
-
-
 def write_official_layout(run_dir, trainer, epoch=10):
     """An official release of the model `trainer` builds (PromptSRC, the ExtrasLinearProbe* trainers), with random
     trained tensors: returns (epoch, {vlprompt's key: tensor}) for tests/test_registry_trainers.py."""
@@ -405,7 +397,7 @@ def write_official_layout(run_dir, trainer, epoch=10):
     ours = {k: torch.randn(v.shape, generator=g) * 0.1 for k, v in trainer.trainable_module().state_dict().items()}
     name = trainer.cfg.TRAINER.NAME
     official = {(to_original_key(name, k) if name == "PromptSRC" else k): v for k, v in ours.items()}
-    write_official_checkpoint(str(run_dir), trainer.CHECKPOINT_NAME, full_model_state(trainer, official), epoch)
+    write_dassl_checkpoint(str(run_dir), trainer.CHECKPOINT_NAME, full_model_state(trainer, official), epoch)
     return epoch, ours
 
 
@@ -418,7 +410,7 @@ def test_the_official_checkpoint_evaluates_to_the_official_logits(case, subsampl
     epoch, load_epoch = (3, "3") if case.startswith("PromptSRC") else (2, "-1")  # DePT's runner: the last epoch
     template = run_train(argv_for(case, tiny_clip_path, data_root, tmp_path / "template", flags=("--no-train",)))
     folder = template.CHECKPOINT_NAME  # the official's: VLPromptLearner, PromptLearner
-    write_official_checkpoint(tmp_path / "official", folder, full_model_state(template, trained), epoch)
+    write_dassl_checkpoint(tmp_path / "official", folder, full_model_state(template, trained), epoch)
     evaluated = run_train(argv_for(case, tiny_clip_path, data_root, tmp_path / "eval",
                                    flags=("--eval-only", "--model-dir", tmp_path / "official", "--load-epoch", load_epoch),
                                    opts=("DATASET.SUBSAMPLE_CLASSES", subsample)))

@@ -21,7 +21,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers import REPO_ROOT, fast_opts, read_result, run_train
+from helpers import REPO_ROOT, fast_opts, read_result, run_train, write_dassl_checkpoint
 from vlprompt.classifier import PromptedCLIP
 from vlprompt.engine import TRAINER_REGISTRY, build_data_loader, build_transform
 from vlprompt.plugins import is_codebase_module
@@ -364,15 +364,6 @@ def write_metaprompt_original(run_dir, trainer):
     state = {"prompt_learner.ctx": text, "vision_prompt_learner.ctx": vision, "logit_scale": torch.tensor(4.6),
              "image_encoder.ln_post.weight": torch.ones(trainer.model.image_encoder.width)}
     return write_dassl_checkpoint(run_dir, "model", state, epoch=10), {"text_ctx": text.float(), "vision_ctx": vision.float()}
-
-
-def write_dassl_checkpoint(run_dir, folder, state, epoch):
-    os.makedirs(os.path.join(run_dir, folder), exist_ok=True)
-    torch.save({"state_dict": state, "epoch": epoch, "optimizer": None, "scheduler": None, "val_result": None},
-               os.path.join(run_dir, folder, f"model.pth.tar-{epoch}"))
-    with open(os.path.join(run_dir, folder, "checkpoint"), "w") as f:
-        f.write(f"model.pth.tar-{epoch}\n")
-    return epoch
 
 
 def write_successor_original(run_dir, trainer):

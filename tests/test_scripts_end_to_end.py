@@ -1,6 +1,5 @@
 """The bash scripts, end to end, on a generated Caltech101 with the tiny CLIP (CoCoOp base-to-new,
 CoOp few-shot, zero-shot CLIP): output tree, result files, skipping and resuming."""
-import json
 import os
 
 import torch
