@@ -44,6 +44,18 @@ def read_result(run_dir):
         return json.load(f)
 
 
+def first_test_logits(trainer):
+    """The trainer's logits (float) on the first 6 images of its test loader, as it evaluates them
+    (model_inference, in eval mode), and those images' "class/file" names."""
+    import torch
+
+    trainer.set_model_mode("eval")
+    batch = next(iter(trainer.test_loader))
+    with torch.no_grad():
+        logits = trainer.model_inference(batch["img"][:6].to(trainer.device)).float()
+    return logits, ["/".join(p.split(os.sep)[-2:]) for p in batch["impath"][:6]]
+
+
 def write_dassl_checkpoint(run_dir, folder, state, epoch):
     """A checkpoint as Dassl's save_model writes it: <folder>/model.pth.tar-<epoch> and the `checkpoint` file
     naming it. Returns epoch."""

@@ -40,7 +40,7 @@ import pytest
 import torch
 
 import trainers.prograd
-from helpers import REPO_ROOT, run_train
+from helpers import REPO_ROOT, first_test_logits, run_train
 from vlprompt.engine import TRAINER_REGISTRY
 from vlprompt.precision import Precision
 from vlprompt.testing.fake_data import make_caltech101
@@ -133,14 +133,6 @@ def real_fp16_on_the_cpu(monkeypatch, cls):
     """PREC fp16 computing in float16 on the CPU, as the official code does there (vlprompt itself falls
     back to fp32 on a CPU)."""
     monkeypatch.setattr(cls, "build_precision", lambda self: Precision("fp16", "fp16", "cpu", torch.float16))
-
-
-def first_test_logits(trainer):
-    trainer.set_model_mode("eval")
-    batch = next(iter(trainer.test_loader))
-    with torch.no_grad():
-        logits = trainer.model(batch["img"][:6].to(trainer.device)).float()
-    return logits, ["/".join(p.split(os.sep)[-2:]) for p in batch["impath"][:6]]
 
 
 def train_like_the_original(case, clip_path, root, out, monkeypatch):

@@ -44,7 +44,7 @@ import os
 import pytest
 import torch
 
-from helpers import REPO_ROOT, run_train, write_dassl_checkpoint
+from helpers import REPO_ROOT, first_test_logits, run_train, write_dassl_checkpoint
 from vlprompt.engine import TRAINER_REGISTRY
 from vlprompt.testing.fake_data import make_caltech101
 
@@ -267,14 +267,6 @@ def argv_for(case, clip_path, root, out, flags=(), opts=()):
             "DATALOADER.NUM_WORKERS", "0", "USE_CUDA", "False", "OPTIM.MAX_EPOCH", "2", "TRAIN.PRINT_FREQ", "1000",
             "DATALOADER.TEST.BATCH_SIZE", "50", f"TRAINER.{node}.PREC", "fp32", "DATASET.NUM_SHOTS", "4",
             "DATASET.SUBSAMPLE_CLASSES", "base", *options, *opts]
-
-
-def first_test_logits(trainer):
-    trainer.set_model_mode("eval")
-    batch = next(iter(trainer.test_loader))
-    with torch.no_grad():
-        logits = trainer.model_inference(batch["img"][:6].to(trainer.device)).float()
-    return logits, ["/".join(p.split(os.sep)[-2:]) for p in batch["impath"][:6]]
 
 
 def train_like_the_original(case, clip_path, root, out, monkeypatch):
