@@ -71,6 +71,7 @@ BAD_VALUES = [
                                                           "allowed: expected one of end, middle, front"),
     (["DATASET.NAME", "Bogus"], 'Dataset (DATASET.NAME, from --dataset-config-file): "Bogus" is not registered.'),
     (["--trainer", "CoOOp"], 'Did you mean "CoOp"?'),
+    (["--trainer", ""], "Trainer (--trainer / TRAINER.NAME): none given. The requested one is expected to belong to ["),
     # keys, files and combinations
     (["OPTIM.LRR", "0.1"], "Unknown config key 'OPTIM.LRR' (in command-line options). Did you mean 'OPTIM.LR'?"),
     (["--config-file", "/nonexistent/x.yaml"], "Config file not found: /nonexistent/x.yaml"),

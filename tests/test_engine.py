@@ -127,6 +127,19 @@ def test_build_trainer_with_a_misspelled_name_suggests_the_right_one():
         build_trainer(cfg)
 
 
+def test_an_empty_name_is_refused_without_a_guess():
+    from vlprompt.engine.names import check_availability
+
+    for empty in ("", None, "  "):
+        with pytest.raises(ValueError) as err:
+            check_availability(empty, ["MaPLe", "CoOp"])
+        assert str(err.value) == "none given. The requested one is expected to belong to ['CoOp', 'MaPLe']."
+    with pytest.raises(ValueError) as err:
+        check_availability("Mapl", ["MaPLe", "CoOp"])
+    assert str(err.value) == ('"Mapl" is not registered. The requested one is expected to belong to '
+                              "['CoOp', 'MaPLe']. Did you mean \"MaPLe\"?")
+
+
 # --------------------------------------------------------------------------------------- schedules
 def per_epoch_lrs(lr, max_epoch, warmup_type="constant", warmup_epoch=1):
     cfg = get_cfg_default().OPTIM

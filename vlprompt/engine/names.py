@@ -11,6 +11,8 @@ def check_availability(requested, available):
     """Raise ValueError naming the available choices and the most similar one."""
     if requested in available:
         return
+    if not str(requested or "").strip():  # nothing to be close to: no guess
+        raise ValueError(f"none given. The requested one is expected to belong to {sorted(available)}.")
     close = closest_names(requested, available, n=1, cutoff=0.0)
     hint = f' Did you mean "{close[0]}"?' if close else ""
     raise ValueError(
